@@ -1,0 +1,162 @@
+"""Collecting experience: one `lax.scan` over a batch of gymnax environments and the policy.
+
+The scan runs only what must be sequential (sample an action, step every environment); the
+critic then evaluates all visited observations and all true successors in one batched call,
+which is cheaper than evaluating it step by step inside the scan.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import chex
+import jax
+import jax.numpy as jnp
+
+from acjax.envs import (
+    RewardScaleState,
+    RunningMeanStd,
+    normalize,
+    reward_scale_update,
+    running_mean_std_update,
+)
+from acjax.networks import ActorCritic, Params
+
+
+class Transition(NamedTuple):
+    """A batch of environment steps, time-major: every field is `[T, B, ...]`.
+
+    Attributes:
+      obs: `[T, B, *obs_shape]` float32, the observation the policy acted on (normalised when
+        observation normalisation is on).
+      action: `[T, B]` int32 (discrete) or `[T, B, action_dim]` float32 (unclipped sample).
+      log_prob: `[T, B]` log-probability of `action` under the behaviour policy.
+      value: `[T, B]` critic's `V(s_t)`.
+      reward: `[T, B]` reward of the step (scaled when reward scaling is on).
+      terminated: `[T, B]` bool, the episode reached a terminal state at this step.
+      truncated: `[T, B]` bool, the episode was cut (time limit) at this step.
+      next_value: `[T, B]` `V(s'_t)` of the true successor: the final observation's value where
+        the episode ended at t, otherwise the value of `s_{t+1}`.
+      episode_return: `[T, B]` undiscounted raw return of the episode ending at t (valid where
+        `terminated | truncated`).
+      episode_length: `[T, B]` int32 length of that episode (valid where it ended).
+    """
+
+    obs: jax.Array
+    action: jax.Array
+    log_prob: jax.Array
+    value: jax.Array
+    reward: jax.Array
+    terminated: jax.Array
+    truncated: jax.Array
+    next_value: jax.Array
+    episode_return: jax.Array
+    episode_length: jax.Array
+
+
+class EnvCarry(NamedTuple):
+    """What the environments carry from one rollout to the next.
+
+    Attributes:
+      env_state: batched gymnax state, leaves `[B, ...]`.
+      obs: `[B, *obs_shape]` raw (unnormalised) current observations.
+      obs_stats: running observation statistics (unchanged when normalisation is off).
+      reward_scale: running return statistics (unchanged when reward scaling is off).
+    """
+
+    env_state: Any
+    obs: jax.Array
+    obs_stats: RunningMeanStd
+    reward_scale: RewardScaleState
+
+
+def reset_envs(env, env_params, key: chex.PRNGKey, num_envs: int):
+    """Resets `num_envs` environments: returns `(obs[B, ...], env_state)`."""
+    keys = jax.random.split(key, num_envs)
+    return jax.vmap(env.reset, in_axes=(0, None))(keys, env_params)
+
+
+def rollout(
+    network: ActorCritic,
+    params: Params,
+    env,
+    env_params,
+    carry: EnvCarry,
+    key: chex.PRNGKey,
+    *,
+    num_steps: int,
+    gamma: chex.Numeric = 0.99,
+    normalize_observations: bool = False,
+    scale_rewards: bool = False,
+    unroll: int = 1,
+) -> tuple[EnvCarry, Transition]:
+    """Runs the policy for `num_steps` steps in every environment of the batch.
+
+    Args:
+      network: the actor-critic's pure functions.
+      params: its parameters.
+      env, env_params: a wrapped gymnax environment (see `acjax.envs.make_env`).
+      carry: environment state and running statistics from the previous rollout.
+      key: PRNG key for actions and environment transitions.
+      num_steps: T, the rollout length (static).
+      gamma: discount used by reward scaling's running return.
+      normalize_observations: update and apply the observation statistics.
+      scale_rewards: divide rewards by the running std of the discounted return.
+      unroll: `lax.scan` unroll factor.
+
+    Returns:
+      `(carry, transition)` with the transition's fields `[num_steps, B, ...]`.
+    """
+    num_envs = carry.obs.shape[0]
+    step_vmap = jax.vmap(env.step, in_axes=(0, 0, 0, None))
+
+    def maybe_normalize(stats, obs):
+        return normalize(stats, obs) if normalize_observations else obs.astype(jnp.float32)
+
+    def step(c: EnvCarry, step_key):
+        action_key, env_key = jax.random.split(step_key)
+        obs_in = maybe_normalize(c.obs_stats, c.obs)
+        dist = network.policy(params, obs_in)
+        action, log_prob = dist.sample_and_log_prob(action_key)
+        next_obs, env_state, reward, terminated, truncated, info = step_vmap(
+            jax.random.split(env_key, num_envs), c.env_state, action, env_params
+        )
+        done = jnp.logical_or(terminated, truncated)
+        final_obs = info["final_observation"]
+        obs_stats = c.obs_stats
+        if normalize_observations:
+            obs_stats = running_mean_std_update(obs_stats, next_obs)
+        reward_scale = c.reward_scale
+        reward = reward.astype(jnp.float32)
+        if scale_rewards:
+            reward_scale, reward = reward_scale_update(reward_scale, reward, done, gamma)
+        true_next = maybe_normalize(obs_stats, final_obs)
+        out = (
+            obs_in,
+            action,
+            log_prob,
+            reward,
+            terminated,
+            truncated,
+            true_next,
+            info["episode_return"],
+            info["episode_length"],
+        )
+        return EnvCarry(env_state, next_obs, obs_stats, reward_scale), out
+
+    carry, out = jax.lax.scan(step, carry, jax.random.split(key, num_steps), unroll=unroll)
+    obs, action, log_prob, reward, terminated, truncated, true_next, ep_ret, ep_len = out
+    values = network.value(params, jnp.concatenate([obs, true_next], axis=0))
+    transition = Transition(
+        obs=obs,
+        action=action,
+        log_prob=log_prob,
+        value=values[:num_steps],
+        reward=reward,
+        terminated=terminated,
+        truncated=truncated,
+        next_value=values[num_steps:],
+        episode_return=ep_ret,
+        episode_length=ep_len,
+    )
+    return carry, transition

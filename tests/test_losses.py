@@ -1,0 +1,540 @@
+"""Tests for `acjax.losses`."""
+
+import math
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import rlax
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from acjax import losses
+from acjax.distributions import Categorical
+
+TOL = 1e-6
+
+# Largest absolute error seen per comparison, printed at the end of the module (`pytest -s`).
+MAX_ABS_ERRORS: dict[str, float] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _report_errors():
+    yield
+    for name, err in sorted(MAX_ABS_ERRORS.items()):
+        print(f"max abs error {name}: {err:.3g}")
+
+
+def _assert_close(name, actual, expected, tol=TOL):
+    actual = np.asarray(actual, np.float64)
+    expected = np.asarray(expected, np.float64)
+    assert actual.shape == expected.shape, (name, actual.shape, expected.shape)
+    err = float(np.max(np.abs(actual - expected), initial=0.0))
+    MAX_ABS_ERRORS[name] = max(err, MAX_ABS_ERRORS.get(name, 0.0))
+    assert err <= tol, f"{name}: max abs error {err:.3g} > {tol}"
+
+
+def f32(x):
+    return jnp.asarray(x, jnp.float32)
+
+
+def _is_scalar_dict(metrics):
+    return isinstance(metrics, dict) and all(jnp.shape(v) == () for v in metrics.values())
+
+
+# ----------------------------------------------------------------------------
+# Hand-computed values
+# ----------------------------------------------------------------------------
+
+
+def test_policy_gradient_loss_hand_computed():
+    log_probs = f32([-1.0, -0.5, -2.0, -0.25])
+    advantages = f32([1.0, -2.0, 0.5, 4.0])
+    # A * log π = [-1, 1, -1, -1], sum -2, mean -0.5, loss = 0.5.
+    loss, metrics = losses.policy_gradient_loss(log_probs, advantages)
+    _assert_close("pg hand", loss, 0.5)
+    assert _is_scalar_dict(metrics) and set(metrics) == {"policy_loss"}
+    # dL/d log π = -A / N = [-0.25, 0.5, -0.125, -1].
+    grad = jax.grad(lambda lp: losses.policy_gradient_loss(lp, advantages)[0])(log_probs)
+    _assert_close("pg hand grad", grad, [-0.25, 0.5, -0.125, -1.0])
+
+
+# Five samples with ε = 0.2, one per branch:
+#   r     A     r A    clip(r) A   min    branch
+#   1.5   2     3.0    2.4         2.4    clipped   (A > 0, r > 1 + ε)
+#   0.5   2     1.0    1.6         1.0    unclipped (A > 0, r < 1 - ε)
+#   0.5  -1    -0.5   -0.8        -0.8    clipped   (A < 0, r < 1 - ε)
+#   1.5  -1    -1.5   -1.2        -1.5    unclipped (A < 0, r > 1 + ε)
+#   1.1   3     3.3    3.3         3.3    inside the trust region
+# Objective mean = (2.4 + 1.0 - 0.8 - 1.5 + 3.3) / 5 = 4.4 / 5 = 0.88, loss = -0.88.
+# Gradient wrt log π: -(r A) / N on unclipped samples, 0 on clipped ones:
+#   [0, -2 * 0.5 / 5, 0, 1.5 / 5, -3.3 / 5] = [0, -0.2, 0, 0.3, -0.66].
+PPO_RATIOS = [1.5, 0.5, 0.5, 1.5, 1.1]
+PPO_ADVANTAGES = [2.0, 2.0, -1.0, -1.0, 3.0]
+PPO_OBJECTIVES = [2.4, 1.0, -0.8, -1.5, 3.3]
+PPO_GRAD_PER_SAMPLE = [0.0, -1.0, 0.0, 1.5, -3.3]  # -(r A) where unclipped, times N
+
+
+def _ppo_inputs(ratios):
+    old_log_probs = f32([-1.0, -0.3, -2.0, -0.7, -1.2][: len(ratios)])
+    log_probs = old_log_probs + f32(np.log(ratios))
+    return log_probs, old_log_probs
+
+
+def test_ppo_clip_loss_hand_computed():
+    log_probs, old_log_probs = _ppo_inputs(PPO_RATIOS)
+    advantages = f32(PPO_ADVANTAGES)
+    loss, metrics = losses.ppo_clip_loss(log_probs, old_log_probs, advantages, 0.2)
+    _assert_close("ppo hand", loss, -0.88)
+    assert _is_scalar_dict(metrics)
+    # |r - 1| > 0.2 for 4 of 5 samples.
+    _assert_close("ppo hand clip_fraction", metrics["clip_fraction"], 0.8)
+    # (1.5 + 0.5 + 0.5 + 1.5 + 1.1) / 5 = 1.02.
+    _assert_close("ppo hand ratio_mean", metrics["ratio_mean"], 1.02)
+    # mean[(r - 1) - log r]:
+    #   r = 1.5: 0.5 - 0.4054651 = 0.0945349;  r = 0.5: -0.5 + 0.6931472 = 0.1931472;
+    #   r = 1.1: 0.1 - 0.0953102 = 0.0046898;  (2 * 0.0945349 + 2 * 0.1931472 + 0.0046898) / 5.
+    _assert_close("ppo hand approx_kl", metrics["approx_kl"], 0.5800540 / 5, tol=1e-6)
+    _assert_close("ppo hand policy_loss", metrics["policy_loss"], -0.88)
+    grad = jax.grad(lambda lp: losses.ppo_clip_loss(lp, old_log_probs, advantages, 0.2)[0])(
+        log_probs)
+    _assert_close("ppo hand grad", grad, np.array(PPO_GRAD_PER_SAMPLE) / 5, tol=1e-6)
+
+
+@pytest.mark.parametrize("i", range(5), ids=["clip+", "unclip+", "clip-", "unclip-", "inside"])
+def test_ppo_clip_loss_each_branch(i):
+    log_probs, old_log_probs = _ppo_inputs([PPO_RATIOS[i]])
+    advantages = f32([PPO_ADVANTAGES[i]])
+
+    def loss_fn(lp):
+        return losses.ppo_clip_loss(lp, old_log_probs, advantages, 0.2)
+
+    (loss, metrics), grad = jax.value_and_grad(loss_fn, has_aux=True)(log_probs)
+    _assert_close("ppo branch loss", loss, -PPO_OBJECTIVES[i], tol=2e-6)
+    _assert_close("ppo branch grad", grad, [PPO_GRAD_PER_SAMPLE[i]], tol=2e-6)
+    _assert_close("ppo branch clip_fraction", metrics["clip_fraction"], 0.0 if i == 4 else 1.0)
+
+
+def test_ppo_clip_loss_at_old_policy_equals_policy_gradient():
+    # At r = 1 the surrogate equals -mean(A) and its gradient is the vanilla policy gradient.
+    advantages = f32([0.5, -1.5, 2.0])
+    old_log_probs = f32([-0.1, -2.3, -1.0])
+    (loss, metrics), grad = jax.value_and_grad(
+        lambda lp: losses.ppo_clip_loss(lp, old_log_probs, advantages, 0.2), has_aux=True)(
+        old_log_probs)
+    _assert_close("ppo at r=1", loss, -1.0 / 3)  # -(0.5 - 1.5 + 2) / 3
+    _assert_close("ppo at r=1 grad", grad, -np.asarray(advantages) / 3)
+    _assert_close("ppo at r=1 kl", metrics["approx_kl"], 0.0)
+    _assert_close("ppo at r=1 clip_fraction", metrics["clip_fraction"], 0.0)
+
+
+def test_value_loss_unclipped_hand_computed():
+    values = f32([1.0, 2.0, 3.0])
+    targets = f32([1.5, 2.0, 1.0])
+    # (v - t)² = [0.25, 0, 4], mean 4.25 / 3, loss = 0.5 * 4.25 / 3 = 0.7083333.
+    loss, metrics = losses.value_loss(values, targets)
+    _assert_close("value hand", loss, 0.5 * 4.25 / 3)
+    _assert_close("value hand metric", metrics["value_loss"], 0.5 * 4.25 / 3)
+    # Var[t] = mean([0, 0.25, 0.25]) = 1/6; t - v = [0.5, 0, -2], mean -0.5,
+    # Var[t - v] = mean([1, 0.25, 2.25]) = 7/6; EV = 1 - 7 = -6.
+    _assert_close("value hand explained_variance", metrics["explained_variance"], -6.0, tol=1e-5)
+    assert set(metrics) == {"value_loss", "explained_variance"}
+    # dL/dv = (v - t) / N = [-0.5, 0, 2] / 3.
+    grad = jax.grad(lambda v: losses.value_loss(v, targets)[0])(values)
+    _assert_close("value hand grad", grad, np.array([-0.5, 0.0, 2.0]) / 3)
+
+
+# Five samples with ε = 0.2, Vᶜ = V_old + clip(V - V_old, -ε, ε):
+#   V_old   V     G      (V - G)²   Vᶜ     (Vᶜ - G)²   max    active
+#   0       1     1      0          0.2    0.64        0.64   clipped   (grad 0)
+#   0       1     0      1          0.2    0.04        1      unclipped (grad (V - G) / N = 0.2)
+#   1       1.1   2      0.81       1.1    0.81        0.81   inside    (grad -0.9 / 5 = -0.18)
+#   0      -1     0.5    2.25      -0.2    0.49        2.25   unclipped (grad -1.5 / 5 = -0.3)
+#   0      -1    -1      0         -0.2    0.64        0.64   clipped   (grad 0)
+# Loss = 0.5 * (0.64 + 1 + 0.81 + 2.25 + 0.64) / 5 = 0.5 * 5.34 / 5 = 0.534.
+VALUE_OLD = [0.0, 0.0, 1.0, 0.0, 0.0]
+VALUE_NEW = [1.0, 1.0, 1.1, -1.0, -1.0]
+VALUE_TARGETS = [1.0, 0.0, 2.0, 0.5, -1.0]
+VALUE_TERMS = [0.64, 1.0, 0.81, 2.25, 0.64]
+VALUE_GRAD_PER_SAMPLE = [0.0, 1.0, -0.9, -1.5, 0.0]  # times N
+
+
+def test_value_loss_clipped_hand_computed():
+    values, targets, old_values = f32(VALUE_NEW), f32(VALUE_TARGETS), f32(VALUE_OLD)
+
+    def loss_fn(v):
+        return losses.value_loss(v, targets, old_values, 0.2)
+
+    (loss, metrics), grad = jax.value_and_grad(loss_fn, has_aux=True)(values)
+    _assert_close("value clip hand", loss, 0.534, tol=1e-6)
+    _assert_close("value clip hand grad", grad, np.array(VALUE_GRAD_PER_SAMPLE) / 5)
+    # |V - V_old| > 0.2 for all but the third sample.
+    _assert_close("value clip hand clip fraction", metrics["value_clip_fraction"], 0.8)
+    assert _is_scalar_dict(metrics)
+
+
+@pytest.mark.parametrize("i", range(5), ids=["clip+", "unclip+", "inside", "unclip-", "clip-"])
+def test_value_loss_each_branch(i):
+    def loss_fn(v):
+        return losses.value_loss(v, f32([VALUE_TARGETS[i]]), f32([VALUE_OLD[i]]), 0.2)[0]
+
+    loss, grad = jax.value_and_grad(loss_fn)(f32([VALUE_NEW[i]]))
+    _assert_close("value branch loss", loss, 0.5 * VALUE_TERMS[i], tol=2e-6)
+    _assert_close("value branch grad", grad, [VALUE_GRAD_PER_SAMPLE[i]], tol=2e-6)
+
+
+def test_explained_variance_edge_cases():
+    targets = f32([1.0, -2.0, 3.0, 0.5])
+    _assert_close("ev perfect", losses.value_loss(targets, targets)[1]["explained_variance"], 1.0)
+    mean_values = jnp.full((4,), jnp.mean(targets))
+    _assert_close("ev mean predictor",
+                  losses.value_loss(mean_values, targets)[1]["explained_variance"], 0.0, tol=1e-6)
+    # Constant targets have nothing to explain: 0, not NaN or inf.
+    constant = jnp.full((4,), 2.0)
+    ev = losses.value_loss(f32([1.0, 2.0, 3.0, 4.0]), constant)[1]["explained_variance"]
+    assert np.isfinite(ev) and ev == 0.0
+
+
+def test_entropy_bonus_hand_computed():
+    bonus, metrics = losses.entropy_bonus(f32([0.5, 1.0, 1.5]))
+    _assert_close("entropy hand", bonus, 1.0)
+    _assert_close("entropy hand metric", metrics["entropy"], 1.0)
+    # The bonus increases with entropy: its gradient is +1 / N.
+    grad = jax.grad(lambda e: losses.entropy_bonus(e)[0])(f32([0.5, 1.0, 1.5]))
+    _assert_close("entropy hand grad", grad, np.full(3, 1.0 / 3))
+
+
+def test_a2c_loss_hand_computed():
+    log_probs = f32([-1.0, -0.5, -2.0, -0.25])
+    advantages = f32([1.0, -2.0, 0.5, 4.0])
+    values = f32([0.0, 1.0, 2.0, 3.0])
+    targets = f32([1.0, 1.0, 2.0, 1.0])
+    entropies = f32([1.0, 0.5, 0.25, 0.25])
+    # policy 0.5 (as above); value 0.5 * (1 + 0 + 0 + 4) / 4 = 0.625; entropy 2 / 4 = 0.5.
+    # total = 0.5 + 0.5 * 0.625 - 0.01 * 0.5 = 0.8075.
+    loss, metrics = losses.a2c_loss(log_probs, advantages, values, targets, entropies,
+                                    value_coef=0.5, entropy_coef=0.01)
+    _assert_close("a2c hand", loss, 0.8075)
+    expected = {"total_loss": 0.8075, "policy_loss": 0.5, "value_loss": 0.625, "entropy": 0.5}
+    for name, value in expected.items():
+        _assert_close("a2c hand metrics", metrics[name], value)
+    assert set(metrics) == {"total_loss", "policy_loss", "value_loss", "explained_variance",
+                            "entropy"}
+    assert _is_scalar_dict(metrics)
+
+
+def test_ppo_loss_hand_computed():
+    log_probs, old_log_probs = _ppo_inputs(PPO_RATIOS)
+    advantages = f32(PPO_ADVANTAGES)
+    values, targets, old_values = f32(VALUE_NEW), f32(VALUE_TARGETS), f32(VALUE_OLD)
+    entropies = f32([1.0, 1.0, 0.5, 0.5, 2.0])  # mean 1.0
+    kwargs = dict(clip_eps=0.2, value_coef=0.5, entropy_coef=0.1)
+    # Clipped values: -0.88 + 0.5 * 0.534 - 0.1 * 1.0 = -0.713.
+    loss, metrics = losses.ppo_loss(log_probs, old_log_probs, advantages, values, old_values,
+                                    targets, entropies, value_clip_eps=0.2, **kwargs)
+    _assert_close("ppo total hand", loss, -0.713, tol=2e-6)
+    _assert_close("ppo total hand metric", metrics["total_loss"], -0.713, tol=2e-6)
+    _assert_close("ppo total hand value", metrics["value_loss"], 0.534, tol=1e-6)
+    assert set(metrics) == {"total_loss", "policy_loss", "clip_fraction", "approx_kl",
+                            "ratio_mean", "value_loss", "explained_variance", "entropy",
+                            "value_clip_fraction"}
+    # Unclipped values: (v - t)² = [0, 1, 0.81, 2.25, 0], value loss 0.5 * 4.06 / 5 = 0.406;
+    # total = -0.88 + 0.5 * 0.406 - 0.1 = -0.777.
+    loss, metrics = losses.ppo_loss(log_probs, old_log_probs, advantages, values, old_values,
+                                    targets, entropies, **kwargs)
+    _assert_close("ppo total hand", loss, -0.777, tol=2e-6)
+    _assert_close("ppo total hand value", metrics["value_loss"], 0.406, tol=1e-6)
+    assert "value_clip_fraction" not in metrics
+
+
+def test_normalize_advantages():
+    # mean 2.5, population std sqrt(1.25) = 1.1180340.
+    got = losses.normalize_advantages(f32([1.0, 2.0, 3.0, 4.0]))
+    _assert_close("normalize hand", got, np.array([-1.5, -0.5, 0.5, 1.5]) / math.sqrt(1.25),
+                  tol=1e-6)
+    x = jax.random.normal(jax.random.PRNGKey(0), (8, 16)) * 3.0 + 5.0
+    y = losses.normalize_advantages(x)
+    assert y.shape == (8, 16)
+    _assert_close("normalize mean", jnp.mean(y), 0.0, tol=1e-6)
+    _assert_close("normalize std", jnp.std(y), 1.0, tol=1e-5)
+    constant = losses.normalize_advantages(jnp.full((5,), 3.0))
+    np.testing.assert_array_equal(constant, np.zeros(5))
+
+
+# ----------------------------------------------------------------------------
+# Parity with rlax
+# ----------------------------------------------------------------------------
+
+
+def _random_batch(seed, n=64, num_actions=5):
+    keys = jax.random.split(jax.random.PRNGKey(seed), 4)
+    logits = 2.0 * jax.random.normal(keys[0], (n, num_actions))
+    actions = jax.random.randint(keys[1], (n,), 0, num_actions)
+    advantages = jax.random.normal(keys[2], (n,))
+    old_log_probs = Categorical(logits).log_prob(actions) + 0.4 * jax.random.normal(keys[3], (n,))
+    return logits, actions, advantages, old_log_probs
+
+
+@pytest.fixture
+def rlax_warnings():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        yield
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_policy_gradient_loss_matches_rlax(seed, rlax_warnings):
+    logits, actions, advantages, _ = _random_batch(seed)
+    weights = jnp.ones_like(advantages)
+
+    def ours(lg):
+        return losses.policy_gradient_loss(Categorical(lg).log_prob(actions), advantages)[0]
+
+    def theirs(lg):
+        # rlax: mean(-log π(a) * A * w) with stop_gradient(A), the same sign and normalisation.
+        return rlax.policy_gradient_loss(lg, actions, advantages, weights)
+
+    (ours_loss, ours_grad), (theirs_loss, theirs_grad) = jax.jit(
+        lambda lg: (jax.value_and_grad(ours)(lg), jax.value_and_grad(theirs)(lg)))(logits)
+    _assert_close("rlax policy_gradient_loss", ours_loss, theirs_loss)
+    _assert_close("rlax policy_gradient_loss grad", ours_grad, theirs_grad)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("clip_eps", [0.1, 0.2, 0.3])
+def test_ppo_clip_loss_matches_rlax(seed, clip_eps):
+    _, _, advantages, old_log_probs = _random_batch(seed)
+    log_probs = old_log_probs + 0.3 * jax.random.normal(jax.random.PRNGKey(seed + 100), (64,))
+
+    def ours(lp):
+        return losses.ppo_clip_loss(lp, old_log_probs, advantages, clip_eps)[0]
+
+    def theirs(lp):
+        # rlax: -mean(fmin(r A, clip(r, 1 - ε, 1 + ε) A)) over the batch.
+        ratios = jnp.exp(lp - old_log_probs)
+        return rlax.clipped_surrogate_pg_loss(ratios, advantages, clip_eps)
+
+    (ours_loss, ours_grad), (theirs_loss, theirs_grad) = jax.jit(
+        lambda lp: (jax.value_and_grad(ours)(lp), jax.value_and_grad(theirs)(lp)))(log_probs)
+    _assert_close("rlax clipped_surrogate_pg_loss", ours_loss, theirs_loss)
+    _assert_close("rlax clipped_surrogate_pg_loss grad", ours_grad, theirs_grad)
+
+
+@jax.jit
+def _ppo_ours_and_rlax(log_ratios, advantages, clip_eps):
+    ours = losses.ppo_clip_loss(log_ratios, jnp.zeros_like(log_ratios), advantages, clip_eps)[0]
+    theirs = rlax.clipped_surrogate_pg_loss(jnp.exp(log_ratios), advantages, clip_eps)
+    return ours, theirs
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    data=st.lists(st.tuples(st.floats(-2.0, 2.0), st.floats(-5.0, 5.0)), min_size=8, max_size=8),
+    clip_eps=st.floats(0.01, 0.9),
+)
+def test_ppo_clip_loss_matches_rlax_property(data, clip_eps):
+    log_ratios, advantages = (f32(x) for x in zip(*data, strict=True))
+    ours, theirs = _ppo_ours_and_rlax(log_ratios, advantages, f32(clip_eps))
+    _assert_close("rlax clipped_surrogate_pg_loss (hypothesis)", ours, theirs, tol=1e-5)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_entropy_bonus_matches_rlax(seed, rlax_warnings):
+    logits, _, _, _ = _random_batch(seed)
+    logits = logits.at[0, 1].set(-1e9)  # a masked action
+    weights = jnp.ones((logits.shape[0],))
+
+    def ours(lg):
+        # rlax.entropy_loss is -mean(H * w): the negated bonus.
+        return -losses.entropy_bonus(Categorical(lg).entropy())[0]
+
+    def theirs(lg):
+        return rlax.entropy_loss(lg, weights)
+
+    (ours_loss, ours_grad), (theirs_loss, theirs_grad), (ours_h, theirs_h) = jax.jit(
+        lambda lg: (jax.value_and_grad(ours)(lg), jax.value_and_grad(theirs)(lg),
+                    (Categorical(lg).entropy(), rlax.softmax().entropy(lg))))(logits)
+    _assert_close("rlax entropy_loss", ours_loss, theirs_loss)
+    _assert_close("rlax entropy_loss grad", ours_grad, theirs_grad)
+    _assert_close("rlax softmax entropy", ours_h, theirs_h, tol=2e-6)
+
+
+# ----------------------------------------------------------------------------
+# Gradient flow
+# ----------------------------------------------------------------------------
+
+
+def _nonzero(x):
+    return float(jnp.max(jnp.abs(x))) > 0.0
+
+
+def _all_inputs(seed=0, shape=(4, 3)):
+    keys = jax.random.split(jax.random.PRNGKey(seed), 7)
+    names = ("log_probs", "old_log_probs", "advantages", "values", "old_values", "targets",
+             "entropies")
+    inputs = {name: jax.random.normal(k, shape) for name, k in zip(names, keys, strict=True)}
+    # Large moves so that both policy and value clipping branches occur.
+    inputs["log_probs"] = inputs["old_log_probs"] + 0.5 * inputs["log_probs"]
+    return inputs
+
+
+def test_policy_gradient_loss_gradient_flow():
+    x = _all_inputs()
+    g_lp, g_adv = jax.grad(lambda lp, a: losses.policy_gradient_loss(lp, a)[0], argnums=(0, 1))(
+        x["log_probs"], x["advantages"])
+    assert _nonzero(g_lp)
+    np.testing.assert_array_equal(g_adv, 0.0)
+
+
+def test_ppo_clip_loss_gradient_flow():
+    x = _all_inputs()
+    grads = jax.grad(lambda lp, old, a: losses.ppo_clip_loss(lp, old, a, 0.2)[0],
+                     argnums=(0, 1, 2))(x["log_probs"], x["old_log_probs"], x["advantages"])
+    assert _nonzero(grads[0])
+    np.testing.assert_array_equal(grads[1], 0.0)
+    np.testing.assert_array_equal(grads[2], 0.0)
+
+
+@pytest.mark.parametrize("clipped", [False, True])
+def test_value_loss_gradient_flow(clipped):
+    x = _all_inputs()
+
+    def loss_fn(v, t, old):
+        if clipped:
+            return losses.value_loss(v, t, old, 0.2)[0]
+        return losses.value_loss(v, t)[0]
+
+    g_v, g_t, g_old = jax.grad(loss_fn, argnums=(0, 1, 2))(
+        x["values"], x["targets"], x["old_values"])
+    assert _nonzero(g_v)
+    np.testing.assert_array_equal(g_t, 0.0)
+    np.testing.assert_array_equal(g_old, 0.0)
+
+
+def test_ppo_and_a2c_loss_gradient_flow():
+    x = _all_inputs()
+
+    def ppo(inputs):
+        return losses.ppo_loss(**inputs, clip_eps=0.2, value_coef=0.5, entropy_coef=0.01,
+                               value_clip_eps=0.2)[0]
+
+    grads = jax.grad(ppo)(x)
+    for name in ("log_probs", "values", "entropies"):
+        assert _nonzero(grads[name]), name
+    for name in ("old_log_probs", "advantages", "old_values", "targets"):
+        np.testing.assert_array_equal(grads[name], 0.0, err_msg=name)
+    # The entropy bonus is subtracted: the loss decreases as entropy grows.
+    np.testing.assert_allclose(grads["entropies"], -0.01 / 12, rtol=1e-6)
+
+    a2c_inputs = {k: x[k] for k in ("log_probs", "advantages", "values", "targets", "entropies")}
+    grads = jax.grad(lambda inputs: losses.a2c_loss(
+        **inputs, value_coef=0.5, entropy_coef=0.01)[0])(a2c_inputs)
+    for name in ("log_probs", "values", "entropies"):
+        assert _nonzero(grads[name]), name
+    for name in ("advantages", "targets"):
+        np.testing.assert_array_equal(grads[name], 0.0, err_msg=name)
+
+
+# ----------------------------------------------------------------------------
+# Totals, traced hyperparameters, shapes and errors
+# ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value_clip_eps", [None, 0.3])
+def test_totals_are_weighted_sums_of_parts(value_clip_eps):
+    x = _all_inputs(seed=1)
+    vc, ec = 0.7, 0.05
+    pg, pg_m = losses.ppo_clip_loss(x["log_probs"], x["old_log_probs"], x["advantages"], 0.2)
+    if value_clip_eps is None:
+        vf, vf_m = losses.value_loss(x["values"], x["targets"])
+    else:
+        vf, vf_m = losses.value_loss(x["values"], x["targets"], x["old_values"], value_clip_eps)
+    ent, ent_m = losses.entropy_bonus(x["entropies"])
+    total, metrics = losses.ppo_loss(**x, clip_eps=0.2, value_coef=vc, entropy_coef=ec,
+                                     value_clip_eps=value_clip_eps)
+    _assert_close("ppo total = sum", total, pg + vc * vf - ec * ent)
+    for name, value in {**pg_m, **vf_m, **ent_m}.items():
+        _assert_close("ppo total metrics", metrics[name], value)
+    _assert_close("ppo total metrics", metrics["total_loss"], total)
+
+    pg, _ = losses.policy_gradient_loss(x["log_probs"], x["advantages"])
+    vf, _ = losses.value_loss(x["values"], x["targets"])
+    total, metrics = losses.a2c_loss(x["log_probs"], x["advantages"], x["values"], x["targets"],
+                                     x["entropies"], value_coef=vc, entropy_coef=ec)
+    _assert_close("a2c total = sum", total, pg + vc * vf - ec * ent)
+    _assert_close("a2c total metrics", metrics["policy_loss"], pg)
+    _assert_close("a2c total metrics", metrics["value_loss"], vf)
+    _assert_close("a2c total metrics", metrics["entropy"], ent)
+
+
+def test_clip_eps_traced_under_vmap_and_jit():
+    x = _all_inputs(seed=2)
+    eps_values = [0.05, 0.1, 0.2, 0.4]
+
+    def ppo_clip(eps):
+        return losses.ppo_clip_loss(x["log_probs"], x["old_log_probs"], x["advantages"], eps)
+
+    swept_loss, swept_metrics = jax.jit(jax.vmap(ppo_clip))(f32(eps_values))
+    assert swept_loss.shape == (4,) and swept_metrics["clip_fraction"].shape == (4,)
+    for i, eps in enumerate(eps_values):
+        loss, metrics = ppo_clip(eps)
+        _assert_close("vmap clip_eps", swept_loss[i], loss)
+        _assert_close("vmap clip_eps", swept_metrics["clip_fraction"][i], metrics["clip_fraction"])
+    # Fewer samples are clipped as ε grows.
+    assert np.all(np.diff(np.asarray(swept_metrics["clip_fraction"])) <= 0)
+
+    def total(eps, value_eps, vc, ec):
+        return losses.ppo_loss(**x, clip_eps=eps, value_coef=vc, entropy_coef=ec,
+                               value_clip_eps=value_eps)[0]
+
+    coefs = f32([0.5, 1.0, 0.25, 0.0])
+    swept = jax.jit(jax.vmap(total))(f32(eps_values), f32(eps_values[::-1]), coefs, coefs / 10)
+    for i, eps in enumerate(eps_values):
+        expected = total(eps, eps_values[::-1][i], float(coefs[i]), float(coefs[i]) / 10)
+        _assert_close("vmap ppo_loss hyperparameters", swept[i], expected)
+
+    def a2c(vc, ec):
+        return losses.a2c_loss(x["log_probs"], x["advantages"], x["values"], x["targets"],
+                               x["entropies"], value_coef=vc, entropy_coef=ec)[0]
+
+    swept = jax.vmap(a2c)(coefs, coefs / 10)
+    for i in range(4):
+        _assert_close("vmap a2c_loss hyperparameters", swept[i],
+                      a2c(float(coefs[i]), float(coefs[i]) / 10))
+
+
+def test_losses_accept_any_batch_shape():
+    for shape in [(2, 3, 2)]:
+        x = _all_inputs(seed=3, shape=shape)
+        flat = {k: v.reshape(-1) for k, v in x.items()}
+        for fn in (
+            jax.jit(lambda d: losses.ppo_loss(**d, clip_eps=0.2, value_coef=0.5,
+                                              entropy_coef=0.01, value_clip_eps=0.2)),
+            jax.jit(lambda d: losses.a2c_loss(d["log_probs"], d["advantages"], d["values"],
+                                              d["targets"], d["entropies"], value_coef=0.5,
+                                              entropy_coef=0.01)),
+        ):
+            loss, metrics = fn(x)
+            assert loss.shape == () and _is_scalar_dict(metrics)
+            _assert_close("batch shape invariance", loss, fn(flat)[0])
+
+
+def test_value_loss_half_specified_clipping_raises():
+    v = f32([1.0, 2.0])
+    with pytest.raises(ValueError, match=r"old_values.*clip_eps.*pass both"):
+        losses.value_loss(v, v, old_values=v)
+    with pytest.raises(ValueError, match=r"clip_eps.*old_values.*pass both"):
+        losses.value_loss(v, v, clip_eps=0.2)
+
+
+def test_mismatched_shapes_and_dtypes_raise():
+    with pytest.raises(AssertionError):
+        losses.policy_gradient_loss(jnp.zeros((3,)), jnp.zeros((4,)))
+    with pytest.raises(AssertionError):
+        losses.ppo_clip_loss(jnp.zeros((2, 3)), jnp.zeros((3,)), jnp.zeros((2, 3)), 0.2)
+    with pytest.raises(AssertionError):
+        losses.value_loss(jnp.zeros((3,)), jnp.zeros((3,), jnp.int32))
+    with pytest.raises(AssertionError):
+        losses.ppo_clip_loss(jnp.zeros((3,)), jnp.zeros((3,)), jnp.zeros((3,)), jnp.ones((2,)))

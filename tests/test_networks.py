@@ -1,0 +1,94 @@
+"""Actor-critic networks: shapes, heads, initialisation, the detached critic."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from acjax.distributions import Categorical, DiagGaussian
+from acjax.envs import EnvSpec
+from acjax.networks import NetworkConfig, make_actor_critic
+
+DISCRETE = EnvSpec("D", (4,), True, 3, None, None, 10)
+CONTINUOUS = EnvSpec("C", (5,), False, 2, (-1.0, -1.0), (1.0, 1.0), 10)
+IMAGE = EnvSpec("I", (10, 10, 4), True, 6, None, None, 10)
+
+
+@pytest.mark.parametrize("shared", [False, True])
+@pytest.mark.parametrize("spec", [DISCRETE, CONTINUOUS, IMAGE], ids=["disc", "cont", "image"])
+@pytest.mark.parametrize("batch", [(), (7,), (3, 5)])
+def test_shapes(spec, shared, batch):
+    net = make_actor_critic(spec, NetworkConfig(hidden_sizes=(32, 16), shared=shared))
+    obs = jnp.ones(batch + spec.obs_shape)
+    params = net.init(jax.random.PRNGKey(0), jnp.ones(spec.obs_shape))
+    dist, value = net.policy_and_value(params, obs)
+    assert value.shape == batch and value.dtype == jnp.float32
+    np.testing.assert_allclose(net.value(params, obs), value, rtol=1e-6)
+    if spec.discrete:
+        assert isinstance(dist, Categorical) and dist.logits.shape == batch + (spec.num_actions,)
+        action = dist.sample(jax.random.PRNGKey(1))
+        assert action.shape == batch
+    else:
+        assert isinstance(dist, DiagGaussian) and dist.mean.shape == batch + (spec.num_actions,)
+        action = dist.sample(jax.random.PRNGKey(1))
+        assert action.shape == batch + (spec.num_actions,)
+    assert dist.log_prob(action).shape == batch
+
+
+def test_separate_networks_have_actor_and_critic_params():
+    net = make_actor_critic(DISCRETE, NetworkConfig(hidden_sizes=(8,), critic_hidden_sizes=(12, 6)))
+    params = net.init(jax.random.PRNGKey(0), jnp.ones((4,)))
+    flat = {"/".join(str(getattr(k, "key", k)) for k in path): v.shape
+            for path, v in jax.tree_util.tree_flatten_with_path(params)[0]}
+    assert flat["actor_trunk/Dense_0/kernel"] == (4, 8)
+    assert flat["critic_trunk/Dense_0/kernel"] == (4, 12)
+    assert flat["critic_trunk/Dense_1/kernel"] == (12, 6)
+
+
+def test_initial_policy_is_near_uniform_and_log_std_init():
+    net = make_actor_critic(DISCRETE, NetworkConfig())
+    params = net.init(jax.random.PRNGKey(0), jnp.ones((4,)))
+    obs = jax.random.normal(jax.random.PRNGKey(1), (256, 4))
+    probs = jax.nn.softmax(net.policy(params, obs).logits)
+    np.testing.assert_allclose(probs, 1 / 3, atol=0.02)  # head gain 0.01
+    cont = make_actor_critic(CONTINUOUS, NetworkConfig(init_log_std=-0.5))
+    cparams = cont.init(jax.random.PRNGKey(0), jnp.ones((5,)))
+    dist = cont.policy(cparams, jnp.ones((3, 5)))
+    np.testing.assert_allclose(dist.log_std, -0.5)
+    dep = make_actor_critic(CONTINUOUS, NetworkConfig(log_std="state_dependent", init_log_std=0.2))
+    dparams = dep.init(jax.random.PRNGKey(0), jnp.ones((5,)))
+    dist = dep.policy(dparams, jax.random.normal(jax.random.PRNGKey(2), (3, 5)))
+    np.testing.assert_allclose(dist.log_std, 0.2, atol=0.1)
+    assert not np.allclose(dist.log_std[0], dist.log_std[1])  # depends on the state
+
+
+def test_hidden_layers_are_orthogonal():
+    net = make_actor_critic(DISCRETE, NetworkConfig(hidden_sizes=(64, 64)))
+    params = net.init(jax.random.PRNGKey(0), jnp.ones((4,)))
+    w = np.asarray(params["actor_trunk"]["Dense_1"]["kernel"])
+    np.testing.assert_allclose(w.T @ w, 2.0 * np.eye(64), atol=1e-4)  # gain sqrt(2)
+
+
+@pytest.mark.parametrize("detach", [False, True])
+def test_detached_critic_does_not_train_the_trunk(detach):
+    net = make_actor_critic(DISCRETE, NetworkConfig(hidden_sizes=(16,), shared=True,
+                                                    detach_critic=detach))
+    params = net.init(jax.random.PRNGKey(0), jnp.ones((4,)))
+    obs = jax.random.normal(jax.random.PRNGKey(1), (8, 4))
+    grads = jax.grad(lambda p: jnp.sum(net.value(p, obs) ** 2))(params)
+    trunk_norm = sum(float(jnp.sum(g**2)) for g in jax.tree.leaves(grads["trunk"]))
+    head_norm = sum(float(jnp.sum(g**2)) for g in jax.tree.leaves(grads["value_head"]))
+    assert head_norm > 0
+    assert (trunk_norm == 0.0) == detach
+    # The policy still trains the trunk either way.
+    pgrads = jax.grad(lambda p: jnp.sum(net.policy(p, obs).logits ** 2))(params)
+    assert sum(float(jnp.sum(g**2)) for g in jax.tree.leaves(pgrads["trunk"])) > 0
+
+
+def test_network_config_errors():
+    with pytest.raises(ValueError, match=r"network\.log_std='state_dependent' applies to "
+                                         r"continuous action spaces; D has Discrete\(3\)"):
+        NetworkConfig(log_std="state_dependent").validate(DISCRETE)
+    with pytest.raises(ValueError, match="critic_hidden_sizes"):
+        NetworkConfig(shared=True, critic_hidden_sizes=(8,)).validate(DISCRETE)
+    NetworkConfig(log_std="state_dependent", init_log_std=0.0).validate(CONTINUOUS)

@@ -1,0 +1,202 @@
+"""The on-policy trainer: configuration checks, the jitted update, the CLI and its files."""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from acjax import ppo_a2c
+from acjax.networks import NetworkConfig
+from acjax.ppo_a2c import PPOA2CConfig, make_train
+from acjax.presets import ppo_a2c_preset, preset_names
+
+TINY = dict(total_timesteps=2048, num_envs=4, num_steps=64, num_minibatches=2, update_epochs=2)
+
+
+def tiny(**kw) -> PPOA2CConfig:
+    return dataclasses.replace(PPOA2CConfig(**TINY), **kw)
+
+
+@pytest.mark.parametrize(
+    "kw, pattern",
+    [
+        (dict(env="CartPol-v1"), r"env='CartPol-v1'.*did you mean 'CartPole-v1'"),
+        (dict(learning_rate=0.0), r"learning_rate=0\.0 must be a positive"),
+        (dict(learning_rate=-1e-3), r"learning_rate=-0\.001"),
+        (dict(gamma=1.5), r"gamma=1\.5 must lie in \[0, 1\]"),
+        (dict(gae_lambda=-0.1), r"gae_lambda=-0\.1 must lie in \[0, 1\]"),
+        (dict(num_minibatches=3), r"num_minibatches=3 does not divide .* = 256"),
+        (dict(num_envs=0), r"num_envs=0 must be a positive integer"),
+        (dict(total_timesteps=100), r"total_timesteps=100 is smaller than one batch"),
+        (dict(clip_eps=0.0), r"clip_eps=0\.0 must be positive"),
+        (dict(max_grad_norm=0.0), r"max_grad_norm=0\.0"),
+        (dict(ent_coef=-0.01), r"ent_coef=-0\.01 must be >= 0"),
+        (dict(algo="a2c"), r"algo='a2c' takes one gradient step .* --update-epochs 1"),
+        (dict(network=NetworkConfig(init_log_std=0.5)),
+         r"network\.init_log_std=0\.5 applies to continuous .* Discrete\(2\)"),
+        (dict(network=NetworkConfig(log_std="state_dependent")), r"network\.log_std="),
+        (dict(network=NetworkConfig(detach_critic=True)), r"needs network\.shared=True"),
+        (dict(network=NetworkConfig(hidden_sizes=(64, 0))), r"network\.hidden_sizes"),
+        (dict(advantage="nstep", n_step=0), r"n_step=0 must be >= 1"),
+    ],
+)
+def test_bad_config_raises_before_compiling(kw, pattern, monkeypatch):
+    def no_compile(*a, **k):
+        raise AssertionError("compiled before validating")
+
+    monkeypatch.setattr(jax, "jit", no_compile)
+    with pytest.raises(ValueError, match=pattern):
+        make_train(tiny(**kw))
+
+
+def test_every_preset_is_valid():
+    for env, algo in preset_names():
+        config = ppo_a2c_preset(env, algo)
+        assert config.env == env and config.algo == algo
+        config.validate()
+
+
+def test_train_is_one_jittable_function_and_chunks_agree():
+    config = tiny()
+    trainer = make_train(config, num_reports=4)
+    assert trainer.updates_per_chunk * 4 == config.num_updates == 8
+    key = jax.random.PRNGKey(3)
+    final, metrics = jax.jit(trainer.train)(key)
+    assert metrics["loss"].shape == (config.num_updates,)
+    assert int(final.update_step) == config.num_updates
+    state = trainer.init(key)
+    chunk = jax.jit(trainer.train_chunk)
+    for _ in range(4):
+        state, _ = chunk(state)
+    diffs = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))), final.params, state.params)
+    assert max(jax.tree.leaves(diffs)) < 1e-5
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(algo="a2c", update_epochs=1, num_minibatches=1, advantage="nstep", n_step=3),
+        dict(algo="a2c", update_epochs=1, num_minibatches=1, optimizer="rmsprop"),
+        dict(clip_value=True, normalize_observations=True, scale_rewards=True),
+        dict(network=NetworkConfig(shared=True, detach_critic=True)),
+        dict(env="Pendulum-v1", network=NetworkConfig(log_std="state_dependent")),
+        dict(env="Breakout-MinAtar", network=NetworkConfig(hidden_sizes=(32,))),
+    ],
+)
+def test_variants_run_and_stay_finite(kw):
+    trainer = make_train(tiny(**kw))
+    state, metrics = jax.jit(trainer.train)(jax.random.PRNGKey(0))
+    for name, value in metrics.items():
+        assert np.all(np.isfinite(np.asarray(value))), name
+    returns, lengths = jax.jit(trainer.evaluate, static_argnums=2)(state, jax.random.PRNGKey(1), 3)
+    assert returns.shape == (3,) and np.all(np.asarray(lengths) >= 1)
+
+
+def test_hyperparams_are_traced_values():
+    config = tiny()
+    trainer = make_train(config)
+    hp = config.hyperparams()
+    assert set(hp._fields) == {
+        "learning_rate", "gamma", "gae_lambda", "clip_eps", "value_clip_eps", "ent_coef",
+        "vf_coef", "max_grad_norm",
+    }
+    # One compile, different learning rates give different results.
+    train = jax.jit(trainer.train)
+    key = jax.random.PRNGKey(0)
+    a, _ = train(key, hp._replace(learning_rate=jnp.float32(1e-4)))
+    b, _ = train(key, hp._replace(learning_rate=jnp.float32(1e-2)))
+    assert train._cache_size() == 1
+    leaf_a, leaf_b = jax.tree.leaves(a.params)[0], jax.tree.leaves(b.params)[0]
+    assert not np.allclose(leaf_a, leaf_b)
+
+
+def test_learning_rate_anneals_to_zero():
+    config = tiny(anneal_lr=True)
+    trainer = make_train(config)
+    state = trainer.init(jax.random.PRNGKey(0))
+    total = config.num_updates * config.update_epochs * config.num_minibatches
+    schedule_count = jax.tree.leaves(state.opt_state)  # counts start at zero
+    assert any(np.asarray(x).dtype == np.int32 for x in schedule_count)
+    opt = ppo_a2c.make_optimizer(config, config.hyperparams())
+    grads = jax.tree.map(jnp.ones_like, state.params)
+    opt_state = opt.init(state.params)
+    for _ in range(total):
+        _, opt_state = opt.update(grads, opt_state, state.params)
+    updates, _ = opt.update(grads, opt_state, state.params)
+    assert max(float(jnp.max(jnp.abs(u))) for u in jax.tree.leaves(updates)) == 0.0
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _cli(*args, cwd):
+    path = os.pathsep.join(p for p in (REPO, os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": path}
+    return subprocess.run(
+        [sys.executable, "-m", "acjax.ppo_a2c", *args],
+        capture_output=True, text=True, cwd=cwd, env=env, timeout=300,
+    )
+
+
+def test_cli_bad_input_is_one_line_and_exit_2(tmp_path):
+    for args, needle in [
+        (["--env", "CartPol-v1"], "did you mean 'CartPole-v1'"),
+        (["--learning-rate", "-1"], "learning_rate=-1.0"),
+        (["--num-minibatches", "5"], "num_minibatches=5"),
+        (["--network.init-log-std", "0.3"], "continuous"),
+    ]:
+        out = _cli(*args, "--run-dir", str(tmp_path / "r"), cwd=tmp_path)
+        assert out.returncode == 2, out.stderr
+        assert "Traceback" not in out.stderr
+        assert needle in out.stderr
+        assert not (tmp_path / "r" / "summary.json").exists()
+
+
+def test_cli_help_documents_every_flag(tmp_path):
+    out = _cli("--env", "Pendulum-v1", "--help", cwd=tmp_path)
+    assert out.returncode == 0
+    text = out.stdout
+    for field in dataclasses.fields(PPOA2CConfig):
+        if field.name != "network":
+            assert "--" + field.name.replace("_", "-") in text, field.name
+    for field in dataclasses.fields(NetworkConfig):
+        assert "--network." + field.name.replace("_", "-") in text, field.name
+    assert "--run-dir" in text and "--eval-episodes" in text
+    # The Pendulum preset's values are the defaults shown.
+    assert "500000" in text
+
+
+def test_cli_writes_run_directory(tmp_path):
+    run_dir = tmp_path / "run"
+    out = _cli(
+        "--env", "CartPole-v1", "--total-timesteps", "4096", "--num-envs", "8",
+        "--num-steps", "64", "--run-dir", str(run_dir), "--eval-episodes", "3",
+        "--num-reports", "4", "--no-compilation-cache", cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr
+    summary = json.loads((run_dir / "summary.json").read_text())
+    for key in ("algo", "env", "seed", "env_steps", "wall_seconds", "compile_seconds",
+                "steps_per_second", "eval_return_mean", "eval_return_std", "eval_episodes"):
+        assert key in summary, key
+    assert summary["env_steps"] == 4096 and summary["eval_episodes"] == 3
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["config"]["num_envs"] == 8 and config["config_type"] == "PPOA2CConfig"
+    lines = (run_dir / "metrics.csv").read_text().strip().splitlines()
+    assert lines[0].startswith("env_steps,updates,wall_seconds,steps_per_second,episode_return")
+    assert len(lines) == 1 + 4
+    # The same run directory is never overwritten.
+    again = _cli("--run-dir", str(run_dir), "--total-timesteps", "4096", cwd=tmp_path)
+    assert again.returncode == 2 and "already holds files" in again.stderr
+    assert json.loads((run_dir / "summary.json").read_text()) == summary
+
+
+def test_importing_acjax_disables_the_stalling_xla_scheduler():
+    import acjax  # noqa: F401
+
+    assert "--xla_cpu_enable_concurrency_optimized_scheduler=false" in os.environ["XLA_FLAGS"]
