@@ -38,8 +38,10 @@ class RunOptions:
     run_dir: pathlib.Path | None = None
     """Directory for config.json, metrics.csv and summary.json (default: runs/ENV-ALGO-seedS-TIME).
     An existing run directory is never overwritten."""
+    num_seeds: int = 1
+    """Train this many independent agents (seeds seed, seed+1, ...) in one jit(vmap(...))."""
     eval_episodes: int = 20
-    """Greedy evaluation episodes after training."""
+    """Greedy evaluation episodes after training (per seed)."""
     num_reports: int = 20
     """About how many progress reports (jitted chunks) the run is split into."""
     progress: bool = True
@@ -131,21 +133,31 @@ def train_and_report(
         )
     )
     hparams = config.hyperparams()
-    key = jax.random.PRNGKey(config.seed)
-    train_key, eval_key = jax.random.split(key)
+    num_seeds = options.num_seeds
+    seeds = np.arange(config.seed, config.seed + num_seeds)
+    # Seed s gets the same keys whether it runs alone or beside others.
+    keys = jax.vmap(lambda s: jax.random.split(jax.random.PRNGKey(s)))(seeds)
+    train_keys, eval_keys = keys[:, 0], keys[:, 1]
 
     t0 = time.perf_counter()
-    state = jax.jit(trainer.init)(train_key, hparams)
-    chunk = jax.jit(trainer.train_chunk, donate_argnums=0).lower(state, hparams).compile()
+    state = jax.jit(jax.vmap(trainer.init, in_axes=(0, None)))(train_keys, hparams)
+    chunk = (
+        jax.jit(jax.vmap(trainer.train_chunk, in_axes=(0, None)), donate_argnums=0)
+        .lower(state, hparams)
+        .compile()
+    )
     compile_seconds = time.perf_counter() - t0
 
     steps_per_update = config.num_envs * config.num_steps
     num_chunks = config.num_updates // trainer.updates_per_chunk
     total_steps = config.num_updates * steps_per_update
+    aggregate_steps = total_steps * num_seeds
     rows: list[dict[str, Any]] = []
+    print_every = max(1, num_chunks // options.num_reports)
     train_seconds = 0.0
     console.print(
-        f"[bold]{getattr(config, 'algo', '').upper()}[/] on {config.env}, seed {config.seed}: "
+        f"[bold]{getattr(config, 'algo', '').upper()}[/] on {config.env}, "
+        f"seed {config.seed}{f'..{seeds[-1]}' if num_seeds > 1 else ''}: "
         f"{total_steps:,} env steps in {num_chunks} chunks of {trainer.updates_per_chunk} updates "
         f"x {steps_per_update} steps (compiled in {compile_seconds:.1f} s) -> {run_dir}"
     )
@@ -170,7 +182,7 @@ def train_and_report(
             env_steps = (i + 1) * trainer.updates_per_chunk * steps_per_update
             row = _report_row(metrics, env_steps, (i + 1) * trainer.updates_per_chunk,
                               time.perf_counter() - start,
-                              trainer.updates_per_chunk * steps_per_update / dt)
+                              num_seeds * trainer.updates_per_chunk * steps_per_update / dt)
             rows.append(row)
             if writer is None:
                 writer = csv.DictWriter(csv_file, fieldnames=list(row))
@@ -178,33 +190,41 @@ def train_and_report(
             writer.writerow(row)
             csv_file.flush()
             progress.update(task, completed=env_steps)
+            if (i + 1) % print_every and i + 1 != num_chunks:
+                continue
             console.print(
                 f"steps {env_steps:>11,}  return {row['episode_return']:>9.2f}  "
                 f"{row['steps_per_second']:>11,.0f} steps/s"
             )
 
     t_eval = time.perf_counter()
-    evaluate = jax.jit(trainer.evaluate, static_argnums=2)
-    eval_returns, eval_lengths = jax.device_get(
-        evaluate(state, eval_key, options.eval_episodes)
+    evaluate = jax.jit(
+        jax.vmap(lambda st, k: trainer.evaluate(st, k, options.eval_episodes))
     )
+    eval_returns, eval_lengths = jax.device_get(evaluate(state, eval_keys))  # [seeds, episodes]
+    per_seed = np.mean(eval_returns, axis=1)
     eval_seconds = time.perf_counter() - t_eval
     wall_seconds = time.perf_counter() - start
     summary = {
         "algo": getattr(config, "algo", type(config).__name__),
         "env": config.env,
         "seed": config.seed,
+        "num_seeds": int(num_seeds),
         "env_steps": int(total_steps),
+        "aggregate_env_steps": int(aggregate_steps),
         "num_updates": int(config.num_updates),
         "wall_seconds": round(wall_seconds, 3),
         "compile_seconds": round(compile_seconds, 3),
         "train_seconds": round(train_seconds, 3),
         "eval_seconds": round(eval_seconds, 3),
-        "steps_per_second": round(total_steps / train_seconds, 1),
+        "steps_per_second": round(aggregate_steps / train_seconds, 1),
         "final_train_return": _json_float(rows[-1]["episode_return"]) if rows else None,
-        "eval_return_mean": float(np.mean(eval_returns)),
+        "eval_return_mean": float(np.mean(per_seed)),
         "eval_return_std": float(np.std(eval_returns)),
-        "eval_return_min": float(np.min(eval_returns)),
+        "eval_return_median": float(np.median(per_seed)),
+        "eval_return_min": float(np.min(per_seed)),
+        "eval_return_max": float(np.max(per_seed)),
+        "eval_return_per_seed": [float(x) for x in per_seed],
         "eval_length_mean": float(np.mean(eval_lengths)),
         "eval_episodes": int(options.eval_episodes),
         "device": str(jax.devices()[0].device_kind),
@@ -216,6 +236,10 @@ def train_and_report(
         f"{summary['steps_per_second']:,.0f} steps/s); greedy eval over "
         f"{options.eval_episodes} episodes: {summary['eval_return_mean']:.2f} "
         f"+- {summary['eval_return_std']:.2f}"
+        + (
+            f" (seeds: median {summary['eval_return_median']:.2f}, "
+            f"min {summary['eval_return_min']:.2f})" if num_seeds > 1 else ""
+        )
     )
     return summary
 
@@ -234,6 +258,13 @@ def _report_row(metrics, env_steps: int, updates: int, wall: float, sps: float) 
         "episode_length": float(np.sum(metrics["episode_length_sum"])) / count if count else nan,
         "episodes": int(count),
     }
+    # Metrics are [seeds, updates]: spread of the training return across seeds.
+    seed_counts = np.sum(metrics["episode_count"], axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        seed_returns = np.sum(metrics["episode_return_sum"], axis=-1) / seed_counts
+    finite = seed_returns[np.isfinite(seed_returns)]
+    row["episode_return_seed_min"] = float(finite.min()) if finite.size else nan
+    row["episode_return_seed_max"] = float(finite.max()) if finite.size else nan
     skip = {"episode_return_sum", "episode_length_sum", "episode_count"}
     for name in sorted(metrics):
         if name not in skip:
@@ -284,6 +315,10 @@ def run_main(
     try:
         config, options = parse_args(config_cls, preset, argv, description)
         config.validate()
+        if options.num_seeds < 1:
+            raise ValueError(
+                f"num_seeds={options.num_seeds} must be >= 1; pass e.g. --num-seeds 8"
+            )
         if options.eval_episodes < 1:
             raise ValueError(
                 f"eval_episodes={options.eval_episodes} must be >= 1; pass e.g. --eval-episodes 10"

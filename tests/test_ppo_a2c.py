@@ -200,3 +200,39 @@ def test_importing_acjax_disables_the_stalling_xla_scheduler():
     import acjax  # noqa: F401
 
     assert "--xla_cpu_enable_concurrency_optimized_scheduler=false" in os.environ["XLA_FLAGS"]
+
+
+def test_cli_many_seeds_in_one_call_report_each_seed(tmp_path):
+    run_dir = tmp_path / "seeds"
+    common = ["--total-timesteps", "4096", "--num-envs", "8", "--num-steps", "64",
+              "--eval-episodes", "2", "--num-reports", "2", "--no-compilation-cache"]
+    out = _cli("--num-seeds", "3", "--seed", "5", "--run-dir", str(run_dir), *common, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    summary = json.loads((run_dir / "summary.json").read_text())
+    per_seed = summary["eval_return_per_seed"]
+    assert summary["num_seeds"] == 3 and len(per_seed) == 3
+    assert summary["aggregate_env_steps"] == 3 * summary["env_steps"]
+    assert summary["eval_return_mean"] == pytest.approx(np.mean(per_seed))
+    assert summary["eval_return_min"] == pytest.approx(min(per_seed))
+    # Seed 6 of the batch is the same agent as a single run with --seed 6.
+    single_dir = tmp_path / "single"
+    out = _cli("--seed", "6", "--run-dir", str(single_dir), *common, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    single = json.loads((single_dir / "summary.json").read_text())
+    assert single["eval_return_per_seed"][0] == pytest.approx(per_seed[1], abs=1e-3)
+    bad = _cli("--num-seeds", "0", "--run-dir", str(tmp_path / "x"), cwd=tmp_path)
+    assert bad.returncode == 2 and "num_seeds=0" in bad.stderr
+
+
+def test_config_round_trips_through_json_and_rejects_unknown_fields():
+    from acjax.config import config_from_dict, config_to_dict, static_fields, traced_fields
+
+    config = ppo_a2c_preset("Breakout-MinAtar", "ppo")
+    data = json.loads(json.dumps(config_to_dict(config)))
+    assert config_from_dict(PPOA2CConfig, data) == config
+    with pytest.raises(ValueError, match=r"no field\(s\) \['num_actors'\]"):
+        config_from_dict(PPOA2CConfig, {**data, "num_actors": 3})
+    assert "learning_rate" in traced_fields(PPOA2CConfig)
+    assert "num_envs" in static_fields(PPOA2CConfig) and "num_envs" not in traced_fields(
+        PPOA2CConfig
+    )
