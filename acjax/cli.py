@@ -24,7 +24,8 @@ import pathlib
 import platform
 import sys
 import time
-from typing import Annotated, Any, Callable
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import tyro
 

@@ -18,15 +18,15 @@ import math
 from typing import Any
 
 __all__ = [
+    "check_nonnegative",
+    "check_positive",
+    "check_unit_interval",
+    "config_from_dict",
+    "config_to_dict",
+    "flag",
+    "static_fields",
     "traced",
     "traced_fields",
-    "static_fields",
-    "check_positive",
-    "check_nonnegative",
-    "check_unit_interval",
-    "config_to_dict",
-    "config_from_dict",
-    "flag",
 ]
 
 

@@ -30,18 +30,18 @@ from flax import struct
 from gymnax.environments import spaces
 
 __all__ = [
-    "EpisodeStatistics",
     "ClipAction",
     "EnvSpec",
-    "make_env",
-    "env_spec",
-    "RunningMeanStd",
-    "running_mean_std_init",
-    "running_mean_std_update",
-    "normalize",
+    "EpisodeStatistics",
     "RewardScaleState",
+    "RunningMeanStd",
+    "env_spec",
+    "make_env",
+    "normalize",
     "reward_scale_init",
     "reward_scale_update",
+    "running_mean_std_init",
+    "running_mean_std_update",
 ]
 
 

@@ -13,7 +13,8 @@ report between chunks. Run it from the shell with
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Literal, NamedTuple
+from collections.abc import Callable
+from typing import Any, Literal, NamedTuple
 
 import chex
 import jax
@@ -103,7 +104,7 @@ class PPOA2CConfig:
     """Optimizer (A2C's classic choice is rmsprop)."""
     optimizer_eps: float = 1e-5
     """Epsilon of Adam / RMSprop."""
-    network: NetworkConfig = NetworkConfig()
+    network: NetworkConfig = NetworkConfig()  # noqa: RUF009 (frozen, hence safe to share)
     """Actor-critic architecture."""
 
     @property
@@ -381,7 +382,7 @@ def make_train(
             scale_rewards=config.scale_rewards,
         )
         advantages, targets = compute_advantages(config, hparams, traj)
-        flat = lambda x: x.reshape((n,) + x.shape[2:])  # noqa: E731
+        flat = lambda x: x.reshape((n,) + x.shape[2:])
         batch = Batch(
             flat(traj.obs), flat(traj.action), flat(traj.log_prob), flat(traj.value),
             flat(advantages), flat(targets),

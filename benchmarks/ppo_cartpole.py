@@ -14,10 +14,10 @@ import statistics
 import time
 
 t_import = time.perf_counter()
-import acjax  # noqa: E402,F401
-import jax  # noqa: E402
+import jax
 
-from acjax.ppo_a2c import PPOA2CConfig, make_train  # noqa: E402
+import acjax  # noqa: F401
+from acjax.ppo_a2c import PPOA2CConfig, make_train
 
 import_seconds = time.perf_counter() - t_import
 

@@ -30,13 +30,13 @@ def test_env_spec(name, discrete, n):
 
 def test_episode_statistics_match_python_loop():
     env, params = envs.make_env("CartPole-v1")
-    obs, state = env.reset(jax.random.PRNGKey(0), params)
+    _, state = env.reset(jax.random.PRNGKey(0), params)
     step = jax.jit(env.step)
     rng = np.random.default_rng(0)
     ret, length, finished = 0.0, 0, []
     for i in range(300):
         action = jnp.int32(rng.integers(2))
-        obs, state, reward, term, trunc, info = step(jax.random.PRNGKey(i), state, action, params)
+        _, state, reward, term, trunc, info = step(jax.random.PRNGKey(i), state, action, params)
         ret += float(reward)
         length += 1
         if bool(term) or bool(trunc):
@@ -114,7 +114,7 @@ def _rollout(name, num_envs, num_steps, normalize_observations=False):
 
 def test_rollout_shapes_and_truncation_on_pendulum():
     # Pendulum never terminates and is cut at 200 steps: the rollout must say "truncated".
-    net, p, carry, traj = _rollout("Pendulum-v1", num_envs=3, num_steps=250)
+    _, _, _, traj = _rollout("Pendulum-v1", num_envs=3, num_steps=250)
     assert traj.obs.shape == (250, 3, 3) and traj.action.shape == (250, 3, 1)
     for leaf in (traj.log_prob, traj.value, traj.reward, traj.next_value):
         assert leaf.shape == (250, 3) and leaf.dtype == jnp.float32
@@ -131,7 +131,7 @@ def test_rollout_shapes_and_truncation_on_pendulum():
 
 
 def test_rollout_next_value_is_final_observation_value_on_termination():
-    net, p, carry, traj = _rollout("CartPole-v1", num_envs=8, num_steps=64)
+    _, _, _, traj = _rollout("CartPole-v1", num_envs=8, num_steps=64)
     done = np.asarray(traj.terminated | traj.truncated)
     assert done.sum() > 0
     t_idx, b_idx = np.nonzero(done[:-1])

@@ -140,7 +140,7 @@ def _cli(*args, cwd):
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": path}
     return subprocess.run(
         [sys.executable, "-m", "acjax.ppo_a2c", *args],
-        capture_output=True, text=True, cwd=cwd, env=env, timeout=300,
+        capture_output=True, text=True, cwd=cwd, env=env, timeout=300, check=False,
     )
 
 

@@ -6,7 +6,7 @@ import re
 import pytest
 
 README = (pathlib.Path(__file__).parent.parent / "README.md").read_text()
-BLOCKS = re.findall(r"```python\n(.*?)```", README, re.S)
+BLOCKS = re.findall(r"```python\n(.*?)```", README, re.DOTALL)
 
 
 def test_readme_has_examples_and_setup_commands():
