@@ -29,7 +29,7 @@ from typing import Annotated, Any
 
 import tyro
 
-from acjax.config import config_to_dict
+from acjax.config import config_to_dict, flag
 
 
 @dataclasses.dataclass(frozen=True)
@@ -248,22 +248,22 @@ def train_and_report(
 def _report_row(metrics, env_steps: int, updates: int, wall: float, sps: float) -> dict:
     import numpy as np
 
-    count = float(np.sum(metrics["episode_count"]))
+    # Metrics are [seeds, updates]: totals per seed give both the mean over all finished
+    # episodes and the spread of the training return across seeds.
+    seed_counts = np.sum(metrics["episode_count"], axis=-1)
+    seed_return_sums = np.sum(metrics["episode_return_sum"], axis=-1)
+    count = float(np.sum(seed_counts))
     nan = float("nan")
     row = {
         "env_steps": env_steps,
         "updates": updates,
         "wall_seconds": round(wall, 3),
         "steps_per_second": round(sps, 1),
-        "episode_return": float(np.sum(metrics["episode_return_sum"])) / count if count else nan,
+        "episode_return": float(np.sum(seed_return_sums)) / count if count else nan,
         "episode_length": float(np.sum(metrics["episode_length_sum"])) / count if count else nan,
         "episodes": int(count),
     }
-    # Metrics are [seeds, updates]: spread of the training return across seeds.
-    seed_counts = np.sum(metrics["episode_count"], axis=-1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        seed_returns = np.sum(metrics["episode_return_sum"], axis=-1) / seed_counts
-    finite = seed_returns[np.isfinite(seed_returns)]
+    finite = seed_return_sums[seed_counts > 0] / seed_counts[seed_counts > 0]
     row["episode_return_seed_min"] = float(finite.min()) if finite.size else nan
     row["episode_return_seed_max"] = float(finite.max()) if finite.size else nan
     skip = {"episode_return_sum", "episode_length_sum", "episode_count"}
@@ -316,18 +316,12 @@ def run_main(
     try:
         config, options = parse_args(config_cls, preset, argv, description)
         config.validate()
-        if options.num_seeds < 1:
-            raise ValueError(
-                f"num_seeds={options.num_seeds} must be >= 1; pass e.g. --num-seeds 8"
-            )
-        if options.eval_episodes < 1:
-            raise ValueError(
-                f"eval_episodes={options.eval_episodes} must be >= 1; pass e.g. --eval-episodes 10"
-            )
-        if options.num_reports < 1:
-            raise ValueError(
-                f"num_reports={options.num_reports} must be >= 1; pass e.g. --num-reports 20"
-            )
+        for name, example in (("num_seeds", 8), ("eval_episodes", 10), ("num_reports", 20)):
+            value = getattr(options, name)
+            if value < 1:
+                raise ValueError(
+                    f"{name}={value} must be >= 1; pass e.g. {flag(name)} {example}"
+                )
         run_dir = options.run_dir or default_run_dir(config)
         prepare_run_dir(run_dir)
     except ValueError as err:

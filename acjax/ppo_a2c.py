@@ -26,6 +26,7 @@ from acjax.config import (
     check_nonnegative,
     check_positive,
     check_unit_interval,
+    flag,
     traced,
     traced_fields,
 )
@@ -140,7 +141,7 @@ class PPOA2CConfig:
             if not isinstance(value, int) or value < 1:
                 raise ValueError(
                     f"{name}={value!r} must be a positive integer; pass e.g. "
-                    f"--{name.replace('_', '-')} {getattr(PPOA2CConfig(), name)}"
+                    f"{flag(name)} {getattr(PPOA2CConfig(), name)}"
                 )
         check_positive("learning_rate", self.learning_rate, "typical values are 1e-4 to 1e-3")
         check_unit_interval("gamma", self.gamma)
