@@ -13,6 +13,7 @@ reporting costs nothing measurable.
 """
 
 import argparse
+import contextlib
 import csv
 import dataclasses
 import datetime
@@ -25,7 +26,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import tyro
 
@@ -49,6 +50,18 @@ class RunOptions:
     """Show a live progress bar on a terminal (report lines are printed either way)."""
     compilation_cache: bool = True
     """Keep compiled programs in JAX's persistent cache (~/.cache/acjax/jax) for faster restarts."""
+    num_devices: int | None = None
+    """Local devices to use (default: all). Seeds x sweep settings are spread over them when
+    their number is a multiple of it, otherwise each agent's environments are split."""
+    device_split: Literal["auto", "agents", "envs"] = "auto"
+    """agents: whole agents per device; envs: data parallel (environments split over devices,
+    gradients averaged); auto: agents when they divide evenly, else envs."""
+    coordinator_address: str | None = None
+    """Multi-process run: host:port of process 0 (with --num-processes and --process-id)."""
+    num_processes: int | None = None
+    """Multi-process run: total number of processes."""
+    process_id: int | None = None
+    """Multi-process run: this process's index, 0 ... num_processes - 1."""
 
 
 def library_versions() -> dict[str, str]:
@@ -96,18 +109,25 @@ def _json_float(x: float) -> float | None:
 
 
 def train_and_report(
-    trainer,
+    make_train: Callable[..., Any],
+    configs,
     options: RunOptions,
     *,
     run_dir: pathlib.Path | None = None,
+    sweep_fields: tuple[str, ...] = (),
     console=None,
 ) -> dict[str, Any]:
-    """Trains `trainer` in jitted chunks, reports between them, evaluates, writes the run dir.
+    """Trains in jitted chunks, reports between them, evaluates, writes the run directory.
+
+    Every setting in `configs` runs with `options.num_seeds` seeds; all of these agents train in
+    one compiled program, laid out on `options.num_devices` devices (see `acjax.parallel`).
 
     Args:
-      trainer: what an algorithm's `make_train(config, num_reports=...)` returns.
-      options: run options (evaluation episodes, progress display).
+      make_train: an algorithm's `make_train(config, *, num_reports, axis_name)`.
+      configs: one configuration, or several that differ only in traced fields (a sweep).
+      options: run options (seeds, devices, evaluation episodes, progress display).
       run_dir: where to write; created fresh (default: `default_run_dir(config)`).
+      sweep_fields: the traced fields that vary across `configs` (for the sweep table).
       console: a `rich.console.Console` (default: stdout).
 
     Returns:
@@ -118,51 +138,57 @@ def train_and_report(
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    config = trainer.config
-    console = console or Console()
+    from acjax import parallel, sweep
+
+    configs = list(configs) if isinstance(configs, (list, tuple)) else [configs]
+    config = configs[0]
+    main = parallel.is_main_process()
+    console = console or Console(quiet=not main)
     start = time.perf_counter()
-    run_dir = prepare_run_dir(run_dir or default_run_dir(config))
-    (run_dir / "config.json").write_text(
-        json.dumps(
-            {
-                "module": type(config).__module__,
-                "config_type": type(config).__name__,
-                "config": config_to_dict(config),
-                "versions": library_versions(),
-            },
-            indent=2,
-        )
+    run_dir = pathlib.Path(run_dir or default_run_dir(config))
+    if main:
+        prepare_run_dir(run_dir)
+        _write_config(run_dir / "config.json", config, configs, sweep_fields, options)
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    num_settings, num_seeds = len(configs), options.num_seeds
+    num_agents = num_settings * num_seeds
+    layout = parallel.choose_layout(
+        num_agents=num_agents, num_envs=config.num_envs, num_devices=options.num_devices,
+        split=options.device_split,
     )
-    hparams = config.hyperparams()
-    num_seeds = options.num_seeds
-    seeds = np.arange(config.seed, config.seed + num_seeds)
-    # Seed s gets the same keys whether it runs alone or beside others.
-    keys = jax.vmap(lambda s: jax.random.split(jax.random.PRNGKey(s)))(seeds)
-    train_keys, eval_keys = keys[:, 0], keys[:, 1]
+    runner = parallel.make_runner(
+        make_train, config, layout, num_reports=options.num_reports,
+        eval_episodes=options.eval_episodes,
+    )
+    hparams = parallel.stack_agents(sweep.stack_hyperparams(configs), num_seeds)
+    seeds = np.tile(np.arange(config.seed, config.seed + num_seeds), num_settings)
+    train_keys, eval_keys = parallel.agent_keys(seeds)
 
     t0 = time.perf_counter()
-    state = jax.jit(jax.vmap(trainer.init, in_axes=(0, None)))(train_keys, hparams)
-    chunk = (
-        jax.jit(jax.vmap(trainer.train_chunk, in_axes=(0, None)), donate_argnums=0)
-        .lower(state, hparams)
-        .compile()
-    )
+    state = runner.init(train_keys, hparams)
+    runner.compile(state, hparams)
     compile_seconds = time.perf_counter() - t0
 
+    updates_per_chunk = runner.trainer.updates_per_chunk
     steps_per_update = config.num_envs * config.num_steps
-    num_chunks = config.num_updates // trainer.updates_per_chunk
+    num_chunks = config.num_updates // updates_per_chunk
     total_steps = config.num_updates * steps_per_update
-    aggregate_steps = total_steps * num_seeds
+    aggregate_steps = total_steps * num_agents
     rows: list[dict[str, Any]] = []
+    curves = np.full((num_agents, num_chunks), np.nan)  # training return per agent and chunk
     print_every = max(1, num_chunks // options.num_reports)
     train_seconds = 0.0
+    who = f"seed {config.seed}{f'..{seeds[num_seeds - 1]}' if num_seeds > 1 else ''}"
+    if num_settings > 1:
+        who = f"{num_settings} settings x {num_seeds} seed(s)"
     console.print(
-        f"[bold]{getattr(config, 'algo', '').upper()}[/] on {config.env}, "
-        f"seed {config.seed}{f'..{seeds[-1]}' if num_seeds > 1 else ''}: "
-        f"{total_steps:,} env steps in {num_chunks} chunks of {trainer.updates_per_chunk} updates "
-        f"x {steps_per_update} steps (compiled in {compile_seconds:.1f} s) -> {run_dir}"
+        f"[bold]{getattr(config, 'algo', '').upper()}[/] on {config.env}, {who} "
+        f"({layout.describe()}): {total_steps:,} env steps per agent in {num_chunks} chunks of "
+        f"{updates_per_chunk} updates x {steps_per_update} steps "
+        f"(compiled in {compile_seconds:.1f} s) -> {run_dir}"
     )
-    show_bar = options.progress and console.is_terminal
+    show_bar = main and options.progress and console.is_terminal
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -171,25 +197,28 @@ def train_and_report(
         console=console,
         disable=not show_bar,
         transient=True,
-    ) as progress, open(run_dir / "metrics.csv", "w", newline="") as csv_file:
+    ) as progress, _open_metrics(run_dir, main) as csv_file:
         task = progress.add_task("training", total=total_steps)
         writer = None
         for i in range(num_chunks):
             t_chunk = time.perf_counter()
-            state, metrics = chunk(state, hparams)
-            metrics = jax.device_get(metrics)
+            state, metrics = runner.chunk(state, hparams)
             dt = time.perf_counter() - t_chunk
             train_seconds += dt
-            env_steps = (i + 1) * trainer.updates_per_chunk * steps_per_update
-            row = _report_row(metrics, env_steps, (i + 1) * trainer.updates_per_chunk,
+            env_steps = (i + 1) * updates_per_chunk * steps_per_update
+            row = _report_row(metrics, env_steps, (i + 1) * updates_per_chunk,
                               time.perf_counter() - start,
-                              num_seeds * trainer.updates_per_chunk * steps_per_update / dt)
+                              num_agents * updates_per_chunk * steps_per_update / dt)
+            counts = np.sum(metrics["episode_count"], axis=-1)
+            sums = np.sum(metrics["episode_return_sum"], axis=-1)
+            curves[:, i] = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
             rows.append(row)
-            if writer is None:
-                writer = csv.DictWriter(csv_file, fieldnames=list(row))
-                writer.writeheader()
-            writer.writerow(row)
-            csv_file.flush()
+            if csv_file is not None:
+                if writer is None:
+                    writer = csv.DictWriter(csv_file, fieldnames=list(row))
+                    writer.writeheader()
+                writer.writerow(row)
+                csv_file.flush()
             progress.update(task, completed=env_steps)
             if (i + 1) % print_every and i + 1 != num_chunks:
                 continue
@@ -199,18 +228,17 @@ def train_and_report(
             )
 
     t_eval = time.perf_counter()
-    evaluate = jax.jit(
-        jax.vmap(lambda st, k: trainer.evaluate(st, k, options.eval_episodes))
-    )
-    eval_returns, eval_lengths = jax.device_get(evaluate(state, eval_keys))  # [seeds, episodes]
-    per_seed = np.mean(eval_returns, axis=1)
+    eval_returns, eval_lengths = runner.evaluate(state, eval_keys)  # [agents, episodes]
+    per_agent = np.mean(eval_returns, axis=1)
     eval_seconds = time.perf_counter() - t_eval
+    params = jax.device_get(runner.agent_state(state).params)
     wall_seconds = time.perf_counter() - start
     summary = {
         "algo": getattr(config, "algo", type(config).__name__),
         "env": config.env,
         "seed": config.seed,
         "num_seeds": int(num_seeds),
+        "num_settings": int(num_settings),
         "env_steps": int(total_steps),
         "aggregate_env_steps": int(aggregate_steps),
         "num_updates": int(config.num_updates),
@@ -220,29 +248,99 @@ def train_and_report(
         "eval_seconds": round(eval_seconds, 3),
         "steps_per_second": round(aggregate_steps / train_seconds, 1),
         "final_train_return": _json_float(rows[-1]["episode_return"]) if rows else None,
-        "eval_return_mean": float(np.mean(per_seed)),
+        "eval_return_mean": float(np.mean(per_agent)),
         "eval_return_std": float(np.std(eval_returns)),
-        "eval_return_median": float(np.median(per_seed)),
-        "eval_return_min": float(np.min(per_seed)),
-        "eval_return_max": float(np.max(per_seed)),
-        "eval_return_per_seed": [float(x) for x in per_seed],
+        "eval_return_median": float(np.median(per_agent)),
+        "eval_return_min": float(np.min(per_agent)),
+        "eval_return_max": float(np.max(per_agent)),
+        "eval_return_per_seed": [float(x) for x in per_agent],
         "eval_length_mean": float(np.mean(eval_lengths)),
         "eval_episodes": int(options.eval_episodes),
+        "params_fingerprint": params_fingerprint(params),
         "device": str(jax.devices()[0].device_kind),
+        "num_devices": int(layout.num_devices),
+        "num_processes": int(layout.num_processes),
+        "device_split": layout.split,
         "run_dir": str(run_dir),
     }
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    if num_settings > 1:
+        by_setting = per_agent.reshape(num_settings, num_seeds)
+        table = sweep.write_table(
+            run_dir / "sweep.csv", configs, sweep_fields, by_setting,
+            final_train_returns=curves[:, -1].reshape(num_settings, num_seeds),
+        ) if main else []
+        if main:
+            steps = (np.arange(num_chunks) + 1) * updates_per_chunk * steps_per_update
+            sweep.plot_learning_curves(
+                run_dir / "sweep.png", steps, curves.reshape(num_settings, num_seeds, -1),
+                sweep.setting_labels(configs, sweep_fields),
+                title=f"{summary['algo'].upper()} on {config.env}",
+            )
+        summary["sweep"] = [_json_row(r) for r in table]
+    suffix = "" if main else f"-process{jax.process_index()}"
+    np.savez(run_dir / f"params{suffix}.npz", **_flat_params(params))
+    (run_dir / f"summary{suffix}.json").write_text(json.dumps(summary, indent=2))
+    best = ""
+    if num_settings > 1:
+        labels = sweep.setting_labels(configs, sweep_fields)
+        medians = np.median(per_agent.reshape(num_settings, num_seeds), axis=1)
+        best = f"; best setting {labels[int(np.argmax(medians))]} (median {medians.max():.2f})"
     console.print(
         f"[bold]done[/] in {wall_seconds:.1f} s (compile {compile_seconds:.1f} s, "
         f"{summary['steps_per_second']:,.0f} steps/s); greedy eval over "
         f"{options.eval_episodes} episodes: {summary['eval_return_mean']:.2f} "
         f"+- {summary['eval_return_std']:.2f}"
         + (
-            f" (seeds: median {summary['eval_return_median']:.2f}, "
-            f"min {summary['eval_return_min']:.2f})" if num_seeds > 1 else ""
+            f" (agents: median {summary['eval_return_median']:.2f}, "
+            f"min {summary['eval_return_min']:.2f})" if num_agents > 1 else ""
         )
+        + best
     )
     return summary
+
+
+def params_fingerprint(params) -> str:
+    """SHA-256 over the parameter leaves' bytes in tree order (cheap equality of runs)."""
+    import hashlib
+
+    import jax
+    import numpy as np
+
+    digest = hashlib.sha256()
+    for leaf in jax.tree.leaves(params):
+        digest.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
+    return digest.hexdigest()
+
+
+def _flat_params(params) -> dict[str, Any]:
+    import jax
+    import numpy as np
+
+    flat, _ = jax.tree_util.tree_flatten_with_path(params)
+    return {jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in flat}
+
+
+def _json_row(row: dict) -> dict:
+    return {k: (_json_float(v) if isinstance(v, float) else v) for k, v in row.items()}
+
+
+def _write_config(path, config, configs, sweep_fields, options) -> None:
+    data = {
+        "module": type(config).__module__,
+        "config_type": type(config).__name__,
+        "config": config_to_dict(config),
+        "num_seeds": options.num_seeds,
+        "versions": library_versions(),
+    }
+    if len(configs) > 1:
+        data["sweep"] = {
+            name: [getattr(c, name) for c in configs] for name in sweep_fields
+        }
+    path.write_text(json.dumps(data, indent=2))
+
+
+def _open_metrics(run_dir: pathlib.Path, main: bool):
+    return open(run_dir / "metrics.csv", "w", newline="") if main else contextlib.nullcontext()
 
 
 def _report_row(metrics, env_steps: int, updates: int, wall: float, sps: float) -> dict:
@@ -281,6 +379,20 @@ def _preparse(argv: list[str], config_cls) -> tuple[str, str | None]:
     return known.env, known.algo
 
 
+def _preparse_distributed(argv: list[str]):
+    from acjax.parallel import DistributedOptions
+
+    parser = argparse.ArgumentParser(add_help=False, exit_on_error=False)
+    parser.add_argument("--coordinator-address", "--coordinator_address", default=None)
+    parser.add_argument("--num-processes", "--num_processes", type=int, default=None)
+    parser.add_argument("--process-id", "--process_id", type=int, default=None)
+    try:
+        known, _ = parser.parse_known_args(argv)
+    except (argparse.ArgumentError, SystemExit):  # malformed: tyro reports it properly later
+        return DistributedOptions()
+    return DistributedOptions(known.coordinator_address, known.num_processes, known.process_id)
+
+
 def parse_args(
     config_cls, preset: Callable[[str, str | None], Any], argv: list[str], description: str
 ):
@@ -311,11 +423,22 @@ def run_main(
     make_train: Callable[..., Any],
     argv: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Parses flags, validates, trains, evaluates; a bad flag exits with status 2, no traceback."""
+    """Parses flags, validates, trains, evaluates; a bad flag exits with status 2, no traceback.
+
+    `--sweep.FIELD v1 v2 ...` (any traced field; `lr` for learning_rate) runs the grid of all
+    combinations x `--num-seeds` in one compiled program and writes `sweep.csv`/`sweep.png`.
+    """
+    from acjax import parallel, sweep
+
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        # Joining a multi-process run must come before anything touches JAX's backend
+        # (importing gymnax does), hence before the presets are even looked at.
+        parallel.initialize_distributed(_preparse_distributed(argv))
+        argv, grid = sweep.split_sweep_args(argv, config_cls)
         config, options = parse_args(config_cls, preset, argv, description)
         config.validate()
+        configs = sweep.expand_grid(config, grid)
         for name, example in (("num_seeds", 8), ("eval_episodes", 10), ("num_reports", 20)):
             value = getattr(options, name)
             if value < 1:
@@ -323,11 +446,17 @@ def run_main(
                     f"{name}={value} must be >= 1; pass e.g. {flag(name)} {example}"
                 )
         run_dir = options.run_dir or default_run_dir(config)
-        prepare_run_dir(run_dir)
+        if options.process_id in (None, 0):
+            prepare_run_dir(run_dir)
+        parallel.choose_layout(
+            num_agents=len(configs) * options.num_seeds, num_envs=config.num_envs,
+            num_devices=options.num_devices, split=options.device_split,
+        )
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
     if options.compilation_cache:
         enable_compilation_cache()
-    trainer = make_train(config, num_reports=options.num_reports)
-    return train_and_report(trainer, options, run_dir=run_dir)
+    return train_and_report(
+        make_train, configs, options, run_dir=run_dir, sweep_fields=tuple(grid)
+    )

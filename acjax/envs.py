@@ -23,11 +23,11 @@ from functools import partial
 from typing import Any, NamedTuple
 
 import chex
-import gymnax
 import jax
 import jax.numpy as jnp
 from flax import struct
-from gymnax.environments import spaces
+
+from acjax import parallel
 
 __all__ = [
     "ClipAction",
@@ -47,6 +47,8 @@ __all__ = [
 
 def registered_envs() -> list[str]:
     """Names accepted by `make_env`: every environment gymnax registers."""
+    import gymnax  # imported on first use: importing it starts JAX's backend
+
     return list(gymnax.registered_envs)
 
 
@@ -145,6 +147,9 @@ def make_env(name: str, **kwargs) -> tuple[Any, Any]:
     Returns:
       `(env, env_params)`; `env.step` follows gymnax's 6-tuple API and adds episode statistics.
     """
+    import gymnax
+    from gymnax.environments import spaces
+
     check_env_name(name)
     env, env_params = gymnax.make(name, **kwargs)
     if isinstance(env.action_space(env_params), spaces.Box):
@@ -155,6 +160,8 @@ def make_env(name: str, **kwargs) -> tuple[Any, Any]:
 
 def env_spec(env, env_params, name: str = "") -> EnvSpec:
     """Reads shapes and action-space facts from an environment (no tracing)."""
+    from gymnax.environments import spaces
+
     obs_shape = tuple(int(d) for d in env.observation_space(env_params).shape)
     space = env.action_space(env_params)
     max_steps = int(env_params.max_steps_in_episode)
@@ -194,13 +201,18 @@ def running_mean_std_init(shape: tuple[int, ...]) -> RunningMeanStd:
     )
 
 
-def running_mean_std_update(stats: RunningMeanStd, batch: chex.Array) -> RunningMeanStd:
-    """Merges a batch `[N, *shape]` into the statistics."""
+def running_mean_std_update(
+    stats: RunningMeanStd, batch: chex.Array, axis_name: str | None = None
+) -> RunningMeanStd:
+    """Merges a batch `[N, *shape]` into the statistics.
+
+    With `axis_name`, the batch is one shard of a global batch split along that mapped axis
+    (equal-sized shards); the statistics then describe the whole global batch on every shard.
+    """
     chex.assert_rank(batch, stats.mean.ndim + 1)
     batch = batch.astype(jnp.float32)
-    batch_mean = jnp.mean(batch, axis=0)
-    batch_var = jnp.var(batch, axis=0)
-    batch_count = jnp.float32(batch.shape[0])
+    batch_mean, batch_var = parallel.batch_moments(batch, axis_name)
+    batch_count = jnp.float32(batch.shape[0] * parallel.shard_count(axis_name))
     delta = batch_mean - stats.mean
     total = stats.count + batch_count
     mean = stats.mean + delta * batch_count / total
@@ -233,12 +245,16 @@ def reward_scale_init(num_envs: int) -> RewardScaleState:
 
 def reward_scale_update(
     state: RewardScaleState, reward: chex.Array, done: chex.Array, gamma: chex.Numeric,
-    clip: float = 10.0,
+    clip: float = 10.0, axis_name: str | None = None,
 ) -> tuple[RewardScaleState, chex.Array]:
-    """Updates the return statistics with one step `[num_envs]` and returns scaled rewards."""
+    """Updates the return statistics with one step `[num_envs]` and returns scaled rewards.
+
+    With `axis_name`, the environments are one shard of a batch split along that axis and the
+    statistics are shared by all shards.
+    """
     chex.assert_rank([reward, done], 1)
     discounted = state.discounted_return * gamma + reward.astype(jnp.float32)
-    stats = running_mean_std_update(state.stats, discounted)
+    stats = running_mean_std_update(state.stats, discounted, axis_name)
     scaled = jnp.clip(reward / jnp.sqrt(stats.var + 1e-8), -clip, clip)
     discounted = jnp.where(done, 0.0, discounted)
     return RewardScaleState(discounted, stats), scaled

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from acjax import losses, returns
+from acjax import losses, parallel, returns
 from acjax.config import (
     check_nonnegative,
     check_positive,
@@ -70,7 +70,8 @@ class PPOA2CConfig:
     update_epochs: int = 4
     """Passes over each rollout (PPO); must be 1 for A2C."""
     num_minibatches: int = 4
-    """Minibatches per epoch; must divide num_envs * num_steps (1 for A2C)."""
+    """Minibatches per epoch; must divide num_steps (each minibatch takes num_steps /
+    num_minibatches random steps of every environment); 1 for A2C."""
     learning_rate: float = traced(2.5e-4)
     """Optimizer step size (traced: sweepable)."""
     anneal_lr: bool = True
@@ -174,11 +175,12 @@ class PPOA2CConfig:
                 "clip_value=True is a PPO option; algo='a2c' has no old values to clip against; "
                 "drop --clip-value"
             )
-        if self.batch_size % self.num_minibatches:
+        if self.num_steps % self.num_minibatches:
             raise ValueError(
-                f"num_minibatches={self.num_minibatches} does not divide the batch "
-                f"num_envs * num_steps = {self.num_envs} * {self.num_steps} = {self.batch_size}; "
-                "choose a divisor of the batch size"
+                f"num_minibatches={self.num_minibatches} does not divide num_steps="
+                f"{self.num_steps}; each minibatch takes num_steps / num_minibatches random "
+                "steps of every environment (so results do not depend on how environments are "
+                "split over devices); choose a divisor of num_steps"
             )
         if self.advantage == "nstep" and self.n_step < 1:
             raise ValueError(f"n_step={self.n_step} must be >= 1 for advantage='nstep'")
@@ -226,7 +228,7 @@ class TrainState(NamedTuple):
 
 
 class Batch(NamedTuple):
-    """A flattened rollout ready for SGD, every field `[N, ...]` with N = T * B."""
+    """A rollout ready for SGD, every field `[T, B, ...]` (a minibatch: `[T / M * B, ...]`)."""
 
     obs: jax.Array
     action: jax.Array
@@ -304,8 +306,12 @@ def compute_advantages(
     return targets - traj.value, targets
 
 
-def make_loss(config: PPOA2CConfig, network: ActorCritic):
-    """`loss(params, batch, hparams) -> (loss, metrics)` for the configured algorithm."""
+def make_loss(config: PPOA2CConfig, network: ActorCritic, axis_name: str | None = None):
+    """`loss(params, batch, hparams) -> (loss, metrics)` for the configured algorithm.
+
+    With `axis_name`, the minibatch is one shard of a global minibatch and advantages are
+    standardised with the global mean and standard deviation.
+    """
 
     def loss(params, batch: Batch, hparams: Hyperparams):
         dist, value = network.policy_and_value(params, batch.obs)
@@ -313,7 +319,8 @@ def make_loss(config: PPOA2CConfig, network: ActorCritic):
         entropy = dist.entropy()
         adv = batch.advantage
         if config.normalize_advantages:
-            adv = losses.normalize_advantages(adv)
+            mu, var = jax.lax.stop_gradient(parallel.batch_moments(adv, axis_name))
+            adv = (adv - mu) / (jnp.sqrt(var) + 1e-8)
         if config.algo == "a2c":
             return losses.a2c_loss(
                 log_prob, adv, value, batch.target, entropy,
@@ -340,14 +347,17 @@ def make_train(
       num_reports: how many chunks the host loop should see; `train_chunk` runs
         `updates_per_chunk` updates, a divisor of `num_updates` close to
         `num_updates / num_reports`.
-      axis_name: name of a mapped axis over which gradients are averaged (data parallelism).
+      axis_name: a mapped axis the environments are split along (data parallelism, see
+        `acjax.parallel`): each shard steps `num_envs / shards` of them, gradients and
+        statistics are averaged over the axis, and the result does not depend on the number of
+        shards (up to float rounding).
     """
     spec = config.validate()
     env, env_params = make_env(config.env)
     network = make_actor_critic(spec, config.network)
-    loss_fn = make_loss(config, network)
+    loss_fn = make_loss(config, network, axis_name)
     updates_per_chunk = chunk_size(config.num_updates, num_reports)
-    n, m = config.batch_size, config.num_minibatches
+    t, m = config.num_steps, config.num_minibatches
 
     def hp_or_default(hparams):
         return config.hyperparams() if hparams is None else hparams
@@ -360,14 +370,14 @@ def make_train(
     def init(key: chex.PRNGKey, hparams: Hyperparams | None = None) -> TrainState:
         hparams = hp_or_default(hparams)
         key, net_key, env_key = jax.random.split(key, 3)
-        obs, env_state = reset_envs(env, env_params, env_key, config.num_envs)
+        obs, env_state = reset_envs(env, env_params, env_key, config.num_envs, axis_name)
         params = network.init(net_key, obs[0].astype(jnp.float32))
         opt_state = make_optimizer(config, hparams).init(params)
         carry = EnvCarry(
             env_state,
             obs,
             running_mean_std_init(spec.obs_shape),
-            reward_scale_init(config.num_envs),
+            reward_scale_init(obs.shape[0]),
         )
         return TrainState(params, opt_state, carry, key, jnp.int32(0))
 
@@ -381,13 +391,10 @@ def make_train(
             gamma=hparams.gamma,
             normalize_observations=config.normalize_observations,
             scale_rewards=config.scale_rewards,
+            axis_name=axis_name,
         )
         advantages, targets = compute_advantages(config, hparams, traj)
-        flat = lambda x: x.reshape((n,) + x.shape[2:])
-        batch = Batch(
-            flat(traj.obs), flat(traj.action), flat(traj.log_prob), flat(traj.value),
-            flat(advantages), flat(targets),
-        )
+        batch = Batch(traj.obs, traj.action, traj.log_prob, traj.value, advantages, targets)
 
         def sgd_step(opt, minibatch):
             params, opt_state = opt
@@ -397,12 +404,21 @@ def make_train(
             return (params, opt_state), metrics
 
         def epoch(opt, epoch_key):
-            if m == 1 and config.update_epochs == 1:
-                shuffled = batch
-            else:
-                perm = jax.random.permutation(epoch_key, n)
-                shuffled = jax.tree.map(lambda x: jnp.take(x, perm, axis=0), batch)
-            minibatches = jax.tree.map(lambda x: x.reshape((m, n // m) + x.shape[1:]), shuffled)
+            shuffled = batch
+            if m > 1:
+                # Each environment's steps in its own random order (keys follow the global
+                # env index); minibatch j then holds T / M steps of every environment.
+                keys = parallel.shard_keys(epoch_key, config.num_envs, axis_name)
+                order = jax.vmap(lambda k: jax.random.permutation(k, t))(keys).T  # [T, B]
+
+                def gather(x):
+                    index = order.reshape(order.shape + (1,) * (x.ndim - 2))
+                    return jnp.take_along_axis(x, index, axis=0)
+
+                shuffled = jax.tree.map(gather, batch)
+            minibatches = jax.tree.map(
+                lambda x: x.reshape((m, t // m * x.shape[1]) + x.shape[2:]), shuffled
+            )
             return jax.lax.scan(sgd_step, opt, minibatches)
 
         (params, opt_state), sgd_metrics = jax.lax.scan(
@@ -412,13 +428,20 @@ def make_train(
         done = jnp.logical_or(traj.terminated, traj.truncated)
         metrics = {k: jnp.mean(v) for k, v in sgd_metrics.items()}
         metrics.update(
-            episode_return_sum=jnp.sum(jnp.where(done, traj.episode_return, 0.0)),
-            episode_length_sum=jnp.sum(jnp.where(done, traj.episode_length, 0)).astype(
-                jnp.float32
+            parallel.total(
+                {
+                    "episode_return_sum": jnp.sum(jnp.where(done, traj.episode_return, 0.0)),
+                    "episode_length_sum": jnp.sum(
+                        jnp.where(done, traj.episode_length, 0)
+                    ).astype(jnp.float32),
+                    "episode_count": jnp.sum(done).astype(jnp.float32),
+                },
+                axis_name,
             ),
-            episode_count=jnp.sum(done).astype(jnp.float32),
-            advantage_mean=jnp.mean(advantages),
-            value_mean=jnp.mean(traj.value),
+            **parallel.mean(
+                {"advantage_mean": jnp.mean(advantages), "value_mean": jnp.mean(traj.value)},
+                axis_name,
+            ),
         )
         new_state = TrainState(params, opt_state, carry, key, state.update_step + 1)
         return new_state, metrics

@@ -13,6 +13,7 @@ import chex
 import jax
 import jax.numpy as jnp
 
+from acjax import parallel
 from acjax.envs import (
     RewardScaleState,
     RunningMeanStd,
@@ -70,9 +71,13 @@ class EnvCarry(NamedTuple):
     reward_scale: RewardScaleState
 
 
-def reset_envs(env, env_params, key: chex.PRNGKey, num_envs: int):
-    """Resets `num_envs` environments: returns `(obs[B, ...], env_state)`."""
-    keys = jax.random.split(key, num_envs)
+def reset_envs(env, env_params, key: chex.PRNGKey, num_envs: int, axis_name: str | None = None):
+    """Resets environments: returns `(obs[B, ...], env_state)`.
+
+    `num_envs` is the global count; with `axis_name` this shard resets its `B = num_envs /
+    shards` of them, each with the key it would get in an unsplit batch.
+    """
+    keys = parallel.shard_keys(key, num_envs, axis_name)
     return jax.vmap(env.reset, in_axes=(0, None))(keys, env_params)
 
 
@@ -89,6 +94,7 @@ def rollout(
     normalize_observations: bool = False,
     scale_rewards: bool = False,
     unroll: int = 1,
+    axis_name: str | None = None,
 ) -> tuple[EnvCarry, Transition]:
     """Runs the policy for `num_steps` steps in every environment of the batch.
 
@@ -103,12 +109,16 @@ def rollout(
       normalize_observations: update and apply the observation statistics.
       scale_rewards: divide rewards by the running std of the discounted return.
       unroll: `lax.scan` unroll factor.
+      axis_name: mapped axis the batch of environments is split along (data parallelism):
+        per-environment keys then follow the global index and the running statistics are
+        shared by all shards.
 
     Returns:
       `(carry, transition)` with the transition's fields `[num_steps, B, ...]`.
     """
-    num_envs = carry.obs.shape[0]
+    num_envs = carry.obs.shape[0] * parallel.shard_count(axis_name)
     step_vmap = jax.vmap(env.step, in_axes=(0, 0, 0, None))
+    sample_vmap = jax.vmap(lambda dist, k: dist.sample_and_log_prob(k))
 
     def maybe_normalize(stats, obs):
         return normalize(stats, obs) if normalize_observations else obs.astype(jnp.float32)
@@ -117,19 +127,21 @@ def rollout(
         action_key, env_key = jax.random.split(step_key)
         obs_in = maybe_normalize(c.obs_stats, c.obs)
         dist = network.policy(params, obs_in)
-        action, log_prob = dist.sample_and_log_prob(action_key)
+        action, log_prob = sample_vmap(dist, parallel.shard_keys(action_key, num_envs, axis_name))
         next_obs, env_state, reward, terminated, truncated, info = step_vmap(
-            jax.random.split(env_key, num_envs), c.env_state, action, env_params
+            parallel.shard_keys(env_key, num_envs, axis_name), c.env_state, action, env_params
         )
         done = jnp.logical_or(terminated, truncated)
         final_obs = info["final_observation"]
         obs_stats = c.obs_stats
         if normalize_observations:
-            obs_stats = running_mean_std_update(obs_stats, next_obs)
+            obs_stats = running_mean_std_update(obs_stats, next_obs, axis_name)
         reward_scale = c.reward_scale
         reward = reward.astype(jnp.float32)
         if scale_rewards:
-            reward_scale, reward = reward_scale_update(reward_scale, reward, done, gamma)
+            reward_scale, reward = reward_scale_update(
+                reward_scale, reward, done, gamma, axis_name=axis_name
+            )
         true_next = maybe_normalize(obs_stats, final_obs)
         out = (
             obs_in,
