@@ -329,7 +329,7 @@ def make_runner(
             return x
 
         def from_dev(x):
-            return x
+            return jax.device_get(x)
 
         agent_state = _identity
     elif axis is None:  # whole agents per device
@@ -341,7 +341,7 @@ def make_runner(
             return jax.tree.map(lambda y: jnp.reshape(y, (n, a // n) + y.shape[1:]), x)
 
         def from_dev(x):
-            return jax.tree.map(lambda y: np.reshape(y, (a,) + y.shape[2:]), x)
+            return jax.tree.map(lambda y: np.reshape(y, (a,) + y.shape[2:]), jax.device_get(x))
 
         def agent_state(state):
             return jax.tree.map(lambda y: y.reshape((a,) + y.shape[2:]), state)
@@ -353,8 +353,8 @@ def make_runner(
         def to_dev(x):
             return jax.tree.map(lambda y: jnp.broadcast_to(y, (n,) + y.shape), x)
 
-        def from_dev(x):
-            return jax.tree.map(lambda y: np.asarray(y)[0], x)
+        def from_dev(x):  # identical on every replica: fetch this process's first one
+            return jax.device_get(jax.tree.map(_first_replica, x))
 
         def agent_state(state):
             return jax.tree.map(_first_replica, state)
@@ -381,14 +381,11 @@ def make_runner(
     def chunk(state, hparams):
         fn = compile_chunk(state, hparams)
         state, metrics = fn(state, to_dev(hparams))
-        if axis is not None:  # identical on every replica: fetch this process's first one
-            metrics = jax.tree.map(_first_replica, metrics)
-            return state, jax.device_get(metrics)
-        return state, from_dev(jax.device_get(metrics))
+        return state, from_dev(metrics)
 
     def evaluate(state, keys):
         if axis is None:
-            return from_dev(jax.device_get(eval_fn(state, to_dev(keys))))
+            return from_dev(eval_fn(state, to_dev(keys)))
         return jax.device_get(eval_fn(agent_state(state), keys))
 
     return Runner(trainer, layout, init, chunk, evaluate, agent_state, compile_chunk)

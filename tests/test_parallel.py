@@ -140,7 +140,7 @@ for n in (2, 4, 8):
 # Seeds spread over devices: the same agents as on one device.
 seeds = list(range(8))
 _, ref, _ = train(cfg, seeds, 1, "agents")
-for n in (2, 8):
+for n in (8,):
     _, params, _ = train(cfg, seeds, n, "agents")
     out[f"agents_{n}_maxdiff"] = maxdiff(params, ref)
 try:
@@ -163,8 +163,7 @@ def test_device_counts_give_the_same_parameters(tmp_path):
         assert out[f"envs_{n}_replicas_equal"], n  # replicas bit-identical on every device
         assert out[f"envs_{n}_maxdiff"] < 1e-4, out
         assert out[f"envs_{n}_episodes_equal"], n  # same episodes: the same random streams
-    for n in (2, 8):
-        assert out[f"agents_{n}_maxdiff"] < 1e-4, out
+    assert out["agents_8_maxdiff"] < 1e-4, out
     assert "num_envs=12 is not divisible by the 8 devices" in out["indivisible"]
     assert "agents (6 = seeds x sweep settings)" in out["agents_indivisible"]
 
