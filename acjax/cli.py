@@ -50,6 +50,10 @@ class RunOptions:
     """Show a live progress bar on a terminal (report lines are printed either way)."""
     compilation_cache: bool = True
     """Keep compiled programs in JAX's persistent cache (~/.cache/acjax/jax) for faster restarts."""
+    cpu_devices: int | None = None
+    """CPU only: split the host CPU into this many XLA devices so agents train in parallel
+    threads (default: one per core when there are several agents and they divide evenly over
+    the cores, else 1). Ignored when XLA_FLAGS already sets a host device count."""
     num_devices: int | None = None
     """Local devices to use (default: all). Seeds x sweep settings are spread over them when
     their number is a multiple of it, otherwise each agent's environments are split."""
@@ -379,6 +383,35 @@ def _preparse(argv: list[str], config_cls) -> tuple[str, str | None]:
     return known.env, known.algo
 
 
+def _configure_cpu_devices(argv: list[str], num_settings: int) -> None:
+    """Splits the host CPU into XLA devices (before JAX starts) per `--cpu-devices`.
+
+    One XLA CPU device runs a program's small operations on about one core; several devices
+    run their agents' programs side by side, so independent agents use every core.
+    """
+    parser = argparse.ArgumentParser(add_help=False, exit_on_error=False)
+    parser.add_argument("--cpu-devices", "--cpu_devices", type=int, default=None)
+    parser.add_argument("--num-seeds", "--num_seeds", type=int, default=1)
+    parser.add_argument("--num-devices", "--num_devices", type=int, default=None)
+    try:
+        known, _ = parser.parse_known_args(argv)
+    except (argparse.ArgumentError, SystemExit):  # malformed: tyro reports it properly later
+        return
+    if known.cpu_devices is not None and known.cpu_devices < 1:
+        raise ValueError(
+            f"cpu_devices={known.cpu_devices} must be >= 1; pass e.g. --cpu-devices 2"
+        )
+    count = known.cpu_devices
+    if count is None:
+        agents, cores = num_settings * max(known.num_seeds, 1), os.cpu_count() or 1
+        count = cores if agents > 1 and agents % cores == 0 else 1
+        if known.num_devices is not None:
+            count = max(count, known.num_devices)
+    flags = os.environ.get("XLA_FLAGS", "")
+    if count > 1 and "xla_force_host_platform_device_count" not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
+
+
 def _preparse_distributed(argv: list[str]):
     from acjax.parallel import DistributedOptions
 
@@ -436,6 +469,7 @@ def run_main(
         # (importing gymnax does), hence before the presets are even looked at.
         parallel.initialize_distributed(_preparse_distributed(argv))
         argv, grid = sweep.split_sweep_args(argv, config_cls)
+        _configure_cpu_devices(argv, math.prod(len(v) for v in grid.values()))
         config, options = parse_args(config_cls, preset, argv, description)
         config.validate()
         configs = sweep.expand_grid(config, grid)

@@ -245,3 +245,31 @@ def test_cli_devices_and_sweeps(tmp_path):
         assert bad.returncode == 2, (args, bad.stderr[-2000:])
         assert needle in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
         assert not (tmp_path / "bad").exists() or not any((tmp_path / "bad").iterdir())
+
+
+def test_cpu_devices_default_to_one_per_core_for_many_agents(monkeypatch):
+    from acjax import cli
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    cases = [
+        ([], 1, None),                                   # one agent: one device
+        (["--num-seeds", "64"], 1, 2),                   # 64 agents over 2 cores
+        (["--num-seeds", "3"], 1, None),                 # 3 agents do not divide over 2 cores
+        (["--num-seeds", "3"], 2, 2),                    # 3 seeds x 2 settings do
+        (["--num-seeds", "8", "--cpu-devices", "4"], 1, 4),
+        (["--num-seeds", "8", "--cpu-devices", "1"], 1, None),
+    ]
+    for argv, settings, expected in cases:
+        monkeypatch.setenv("XLA_FLAGS", "--xla_foo=1")
+        cli._configure_cpu_devices(argv, settings)
+        flags = os.environ["XLA_FLAGS"]
+        if expected is None:
+            assert "device_count" not in flags, (argv, flags)
+        else:
+            assert flags.endswith(f"--xla_force_host_platform_device_count={expected}"), argv
+    # A count the user already set wins.
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+    cli._configure_cpu_devices(["--num-seeds", "64"], 1)
+    assert os.environ["XLA_FLAGS"] == "--xla_force_host_platform_device_count=8"
+    with pytest.raises(ValueError, match=r"cpu_devices=0 must be >= 1"):
+        cli._configure_cpu_devices(["--cpu-devices", "0"], 1)
