@@ -52,8 +52,8 @@ class RunOptions:
     """Keep compiled programs in JAX's persistent cache (~/.cache/acjax/jax) for faster restarts."""
     cpu_devices: int | None = None
     """CPU only: split the host CPU into this many XLA devices so agents train in parallel
-    threads (default: one per core when there are several agents and they divide evenly over
-    the cores, else 1). Ignored when XLA_FLAGS already sets a host device count."""
+    threads (default: the largest divisor of the number of agents up to 4 per core; 1 for a
+    single agent). Ignored when XLA_FLAGS already sets a host device count."""
     num_devices: int | None = None
     """Local devices to use (default: all). Seeds x sweep settings are spread over them when
     their number is a multiple of it, otherwise each agent's environments are split."""
@@ -387,7 +387,7 @@ def _configure_cpu_devices(argv: list[str], num_settings: int) -> None:
     """Splits the host CPU into XLA devices (before JAX starts) per `--cpu-devices`.
 
     One XLA CPU device runs a program's small operations on about one core; several devices
-    run their agents' programs side by side, so independent agents use every core.
+    run their agents' programs side by side, so independent agents keep every core busy.
     """
     parser = argparse.ArgumentParser(add_help=False, exit_on_error=False)
     parser.add_argument("--cpu-devices", "--cpu_devices", type=int, default=None)
@@ -403,8 +403,11 @@ def _configure_cpu_devices(argv: list[str], num_settings: int) -> None:
         )
     count = known.cpu_devices
     if count is None:
+        # Small per-agent programs leave a core partly idle, so up to 4 devices per core pay
+        # off (measured on 2 cores: 64 agents on 1/2/4/8 devices ran at ~57k/77k/100k/116k
+        # steps/s); the count must divide the agents so whole agents go to each device.
         agents, cores = num_settings * max(known.num_seeds, 1), os.cpu_count() or 1
-        count = cores if agents > 1 and agents % cores == 0 else 1
+        count = max(d for d in range(1, min(agents, 4 * cores) + 1) if agents % d == 0)
         if known.num_devices is not None:
             count = max(count, known.num_devices)
     flags = os.environ.get("XLA_FLAGS", "")

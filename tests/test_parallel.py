@@ -247,15 +247,15 @@ def test_cli_devices_and_sweeps(tmp_path):
         assert not (tmp_path / "bad").exists() or not any((tmp_path / "bad").iterdir())
 
 
-def test_cpu_devices_default_to_one_per_core_for_many_agents(monkeypatch):
+def test_cpu_devices_default_to_a_divisor_of_the_agents(monkeypatch):
     from acjax import cli
 
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
     cases = [
         ([], 1, None),                                   # one agent: one device
-        (["--num-seeds", "64"], 1, 2),                   # 64 agents over 2 cores
-        (["--num-seeds", "3"], 1, None),                 # 3 agents do not divide over 2 cores
-        (["--num-seeds", "3"], 2, 2),                    # 3 seeds x 2 settings do
+        (["--num-seeds", "64"], 1, 8),                   # up to 4 devices per core
+        (["--num-seeds", "3"], 1, 3),
+        (["--num-seeds", "5"], 2, 5),                    # 10 agents: largest divisor <= 8
         (["--num-seeds", "8", "--cpu-devices", "4"], 1, 4),
         (["--num-seeds", "8", "--cpu-devices", "1"], 1, None),
     ]
