@@ -15,7 +15,7 @@ median over the chunks after the first). Sweeps:
   16 environments spread over them ("agents"); run in a child process, which sets XLA_FLAGS
   before JAX starts.
 
-    python benchmarks/throughput.py            # full run: about 15 minutes on a 2-core CPU
+    python benchmarks/throughput.py            # full run: 12-15 minutes on a 2-core CPU
     python benchmarks/throughput.py --quick    # smoke run: 1-2 minutes
 
 Writes benchmarks/results/throughput-<backend>.{json,md,png} (`--quick`: ...-quick.*).
@@ -86,7 +86,7 @@ def cache_entries(cache_dir: str | None) -> int | None:
     if not cache_dir:
         return None
     path = pathlib.Path(cache_dir)
-    return sum(1 for _ in path.rglob("*") if _.is_file()) if path.exists() else 0
+    return sum(1 for f in path.rglob("*") if f.is_file()) if path.exists() else 0
 
 
 def cache_outcome(before: int | None, after: int | None) -> str:
@@ -107,7 +107,8 @@ def estimated_gb(config, num_agents: int, obs_size: int) -> float:
 
 
 def compiled_gb(compiled) -> float | None:
-    """Memory XLA reserves for one call of a compiled program (temporaries and buffers)."""
+    """Memory XLA reserves for one call of a compiled program (temporaries and buffers; per
+    device for a program mapped over devices)."""
     try:
         stats = compiled.memory_analysis()
         return (stats.temp_size_in_bytes + stats.argument_size_in_bytes
@@ -693,25 +694,43 @@ def int_list(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x.strip()]
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults, except the full / --quick ones the help text spells out itself."""
+
+    def _get_help_string(self, action):
+        if action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _defaults(name: str) -> str:
+    def text(value):
+        return ",".join(map(str, value)) if isinstance(value, list) else f"{value:g}"
+
+    return f"(default: {text(FULL[name])}; --quick: {text(QUICK[name])})"
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description=__doc__.split("\n\n")[0], formatter_class=_HelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="small lists and chunks (smoke run)")
-    parser.add_argument("--envs", type=int_list, help="CartPole num_envs list, e.g. 16,64,256")
+    parser.add_argument("--envs", type=int_list,
+                        help=f"CartPole num_envs list {_defaults('envs')}")
     parser.add_argument("--num-steps", type=int, default=64, help="CartPole steps per update")
     parser.add_argument("--minatar-env", default="Breakout-MinAtar",
                         help="MinAtar game of the second num_envs sweep; 'none' to skip it")
-    parser.add_argument("--minatar-envs", type=int_list, help="its num_envs list")
+    parser.add_argument("--minatar-envs", type=int_list,
+                        help=f"its num_envs list {_defaults('minatar_envs')}")
     parser.add_argument("--minatar-num-steps", type=int, default=64,
                         help="its steps per update (the preset's 128 halved, to bound memory)")
-    parser.add_argument("--seeds", type=int_list, help="seed counts, e.g. 1,4,16")
+    parser.add_argument("--seeds", type=int_list, help=f"seed counts {_defaults('seeds')}")
     parser.add_argument("--seed-envs", type=int, default=16, help="envs per agent (seeds sweep)")
     parser.add_argument("--seed-steps", type=int, default=64,
                         help="steps per update (seeds and devices sweeps)")
-    parser.add_argument("--devices", type=int_list, help="device counts, e.g. 1,2,4,8")
-    parser.add_argument("--device-splits", type=lambda s: s.split(","), default=["envs", "agents"],
+    parser.add_argument("--devices", type=int_list,
+                        help=f"device counts {_defaults('devices')}")
+    parser.add_argument("--device-splits", type=lambda s: s.split(","), default="envs,agents",
                         help="'envs' (one agent's environments split) and/or 'agents'")
     parser.add_argument("--device-envs", type=int, default=1024,
                         help="environments in all (both splits) in the devices sweep")
@@ -720,17 +739,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--device-timeout", type=float, default=900.0,
                         help="stop the device sweep's child process after this many seconds")
     parser.add_argument("--sweeps", type=lambda s: s.split(","),
-                        default=["envs", "minatar", "seeds", "devices"],
+                        default="envs,minatar,seeds,devices",
                         help="which sweeps to run")
     parser.add_argument("--chunk-steps", type=int,
-                        help="fewest env steps per timed chunk (CartPole, all agents)")
-    parser.add_argument("--minatar-chunk-steps", type=int, help="the same for the MinAtar sweep")
-    parser.add_argument("--timed-chunks", type=int, help="chunks timed after the warm-up one")
+                        help="fewest env steps per timed chunk (CartPole, all agents) "
+                        + _defaults("chunk_steps"))
+    parser.add_argument("--minatar-chunk-steps", type=int,
+                        help="the same for the MinAtar sweep " + _defaults("minatar_chunk_steps"))
+    parser.add_argument("--timed-chunks", type=int,
+                        help="chunks timed after the warm-up one " + _defaults("timed_chunks"))
     parser.add_argument("--max-gb", type=float, default=None,
                         help="skip points whose estimated memory exceeds this (default: 4 GB or "
                         "a quarter of RAM on CPU, half the accelerator's memory otherwise)")
     parser.add_argument("--max-point-seconds", type=float,
-                        help="skip points estimated (from the previous point) to run longer")
+                        help="skip points estimated (from the previous point) to run longer "
+                        + _defaults("max_point_seconds"))
     parser.add_argument("--compilation-cache", nargs="?", const="", default=None, metavar="DIR",
                         help="turn on JAX's persistent compilation cache (default dir: acjax's)")
     parser.add_argument("--output-dir", default=str(ROOT / "results"))
