@@ -19,6 +19,8 @@ import chex
 import jax
 import jax.numpy as jnp
 
+from acjax import parallel
+
 Array = chex.Array
 Numeric = chex.Numeric
 Metrics = dict[str, Array]
@@ -320,7 +322,9 @@ def ppo_loss(
     return total, metrics
 
 
-def normalize_advantages(advantages: Array, eps: Numeric = 1e-8) -> Array:
+def normalize_advantages(
+    advantages: Array, eps: Numeric = 1e-8, *, axis_name: str | None = None
+) -> Array:
     """Standardises advantages over the whole batch.
 
       Âᵢ = (Aᵢ - mean[A]) / (std[A] + eps).
@@ -328,11 +332,14 @@ def normalize_advantages(advantages: Array, eps: Numeric = 1e-8) -> Array:
     Args:
       advantages: advantage estimates, shape `[...]`, float.
       eps: scalar added to the (population) standard deviation.
+      axis_name: a mapped axis the batch is split along in equal-sized shards (data
+        parallelism); the mean and standard deviation are then those of the global batch.
 
     Returns:
       Normalised advantages, shape `[...]`, dtype of `advantages`.
     """
     _check_batch([advantages])
     eps = _scalar(eps, advantages.dtype)
-    centred = advantages - jnp.mean(advantages)
-    return centred / (jnp.std(advantages) + eps)
+    mean = parallel.mean(jnp.mean(advantages), axis_name)
+    var = parallel.mean(jnp.mean(jnp.square(advantages - mean)), axis_name)
+    return (advantages - mean) / (jnp.sqrt(var) + eps)

@@ -319,8 +319,7 @@ def make_loss(config: PPOA2CConfig, network: ActorCritic, axis_name: str | None 
         entropy = dist.entropy()
         adv = batch.advantage
         if config.normalize_advantages:
-            mu, var = jax.lax.stop_gradient(parallel.batch_moments(adv, axis_name))
-            adv = (adv - mu) / (jnp.sqrt(var) + 1e-8)
+            adv = losses.normalize_advantages(adv, axis_name=axis_name)
         if config.algo == "a2c":
             return losses.a2c_loss(
                 log_prob, adv, value, batch.target, entropy,

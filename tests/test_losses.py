@@ -538,3 +538,10 @@ def test_mismatched_shapes_and_dtypes_raise():
         losses.value_loss(jnp.zeros((3,)), jnp.zeros((3,), jnp.int32))
     with pytest.raises(AssertionError):
         losses.ppo_clip_loss(jnp.zeros((3,)), jnp.zeros((3,)), jnp.zeros((3,)), jnp.ones((2,)))
+
+
+def test_normalize_advantages_over_shards_uses_the_global_moments():
+    x = jax.random.normal(jax.random.PRNGKey(1), (4, 8)) * 2.0 + 1.0
+    sharded = jax.vmap(lambda s: losses.normalize_advantages(s, axis_name="d"), axis_name="d")(x)
+    _assert_close("sharded", sharded.reshape(-1), losses.normalize_advantages(x.reshape(-1)),
+                  tol=1e-5)
