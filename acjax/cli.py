@@ -267,18 +267,19 @@ def train_and_report(
         "device_split": layout.split,
         "run_dir": str(run_dir),
     }
+    by_setting = per_agent.reshape(num_settings, num_seeds)
+    labels = sweep.setting_labels(configs, sweep_fields)
     if num_settings > 1:
-        by_setting = per_agent.reshape(num_settings, num_seeds)
-        table = sweep.write_table(
-            run_dir / "sweep.csv", configs, sweep_fields, by_setting,
-            final_train_returns=curves[:, -1].reshape(num_settings, num_seeds),
-        ) if main else []
+        table = []
         if main:
+            table = sweep.write_table(
+                run_dir / "sweep.csv", configs, sweep_fields, by_setting,
+                final_train_returns=curves[:, -1].reshape(num_settings, num_seeds),
+            )
             steps = (np.arange(num_chunks) + 1) * updates_per_chunk * steps_per_update
             sweep.plot_learning_curves(
                 run_dir / "sweep.png", steps, curves.reshape(num_settings, num_seeds, -1),
-                sweep.setting_labels(configs, sweep_fields),
-                title=f"{summary['algo'].upper()} on {config.env}",
+                labels, title=f"{summary['algo'].upper()} on {config.env}",
             )
         summary["sweep"] = [_json_row(r) for r in table]
     suffix = "" if main else f"-process{jax.process_index()}"
@@ -286,8 +287,7 @@ def train_and_report(
     (run_dir / f"summary{suffix}.json").write_text(json.dumps(summary, indent=2))
     best = ""
     if num_settings > 1:
-        labels = sweep.setting_labels(configs, sweep_fields)
-        medians = np.median(per_agent.reshape(num_settings, num_seeds), axis=1)
+        medians = np.median(by_setting, axis=1)
         best = f"; best setting {labels[int(np.argmax(medians))]} (median {medians.max():.2f})"
     console.print(
         f"[bold]done[/] in {wall_seconds:.1f} s (compile {compile_seconds:.1f} s, "
@@ -383,19 +383,29 @@ def _preparse(argv: list[str], config_cls) -> tuple[str, str | None]:
     return known.env, known.algo
 
 
+def _peek_flags(argv: list[str], **flags: type) -> argparse.Namespace | None:
+    """Reads a few typed flags (either spelling, unset: None) before the full parse.
+
+    Returns None when one is malformed; the full parse then reports it properly.
+    """
+    parser = argparse.ArgumentParser(add_help=False, exit_on_error=False)
+    for name, kind in flags.items():
+        parser.add_argument(flag(name), "--" + name, type=kind, default=None)
+    try:
+        known, _ = parser.parse_known_args(argv)
+    except (argparse.ArgumentError, SystemExit):
+        return None
+    return known
+
+
 def _configure_cpu_devices(argv: list[str], num_settings: int) -> None:
     """Splits the host CPU into XLA devices (before JAX starts) per `--cpu-devices`.
 
     One XLA CPU device runs a program's small operations on about one core; several devices
     run their agents' programs side by side, so independent agents keep every core busy.
     """
-    parser = argparse.ArgumentParser(add_help=False, exit_on_error=False)
-    parser.add_argument("--cpu-devices", "--cpu_devices", type=int, default=None)
-    parser.add_argument("--num-seeds", "--num_seeds", type=int, default=1)
-    parser.add_argument("--num-devices", "--num_devices", type=int, default=None)
-    try:
-        known, _ = parser.parse_known_args(argv)
-    except (argparse.ArgumentError, SystemExit):  # malformed: tyro reports it properly later
+    known = _peek_flags(argv, cpu_devices=int, num_seeds=int, num_devices=int)
+    if known is None:
         return
     if known.cpu_devices is not None and known.cpu_devices < 1:
         raise ValueError(
@@ -406,7 +416,7 @@ def _configure_cpu_devices(argv: list[str], num_settings: int) -> None:
         # Small per-agent programs leave a core partly idle, so up to 4 devices per core pay
         # off (measured on 2 cores: 64 agents on 1/2/4/8 devices ran at ~57k/77k/100k/116k
         # steps/s); the count must divide the agents so whole agents go to each device.
-        agents, cores = num_settings * max(known.num_seeds, 1), os.cpu_count() or 1
+        agents, cores = num_settings * max(known.num_seeds or 1, 1), os.cpu_count() or 1
         count = max(d for d in range(1, min(agents, 4 * cores) + 1) if agents % d == 0)
         if known.num_devices is not None:
             count = max(count, known.num_devices)
@@ -418,13 +428,8 @@ def _configure_cpu_devices(argv: list[str], num_settings: int) -> None:
 def _preparse_distributed(argv: list[str]):
     from acjax.parallel import DistributedOptions
 
-    parser = argparse.ArgumentParser(add_help=False, exit_on_error=False)
-    parser.add_argument("--coordinator-address", "--coordinator_address", default=None)
-    parser.add_argument("--num-processes", "--num_processes", type=int, default=None)
-    parser.add_argument("--process-id", "--process_id", type=int, default=None)
-    try:
-        known, _ = parser.parse_known_args(argv)
-    except (argparse.ArgumentError, SystemExit):  # malformed: tyro reports it properly later
+    known = _peek_flags(argv, coordinator_address=str, num_processes=int, process_id=int)
+    if known is None:
         return DistributedOptions()
     return DistributedOptions(known.coordinator_address, known.num_processes, known.process_id)
 
