@@ -539,6 +539,16 @@ def fmt_compile(point: dict) -> str:
     return f"{point['compile_seconds']:.1f}" + ("" if cache == "off" else f" ({cache})")
 
 
+def table(header: list[str], align: list[str], points: list[dict], lead, cells) -> list[str]:
+    """Markdown table lines: one row per point; a skipped point keeps its `lead(p)` cells and
+    says why in the next one."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
+    for p in points:
+        row = [*lead(p), f"skipped: {p['skipped']}"] if "skipped" in p else cells(p)
+        lines.append("| " + " | ".join(row) + " |" + " |" * (len(header) - len(row)))
+    return lines + [""]
+
+
 def markdown(result: dict) -> str:
     hw = result["hardware"]
     cache = result["compilation_cache"]
@@ -554,68 +564,59 @@ def markdown(result: dict) -> str:
          "chunks; load: 1-minute load average of the machine when they started."),
         "",
     ]
+    busy_load = lambda p: [f"{p['host_cores_busy']:.2f}", f"{p['load_average_1min']:.1f}"]
+    label = lambda p: [p["label"].split("=")[1]]
     for sweep in result["envs_sweeps"]:
         lines += [
             (f"**{sweep['env']}**, PPO, {sweep['num_steps']} steps per env and update, "
              f"{sweep['update_epochs']} epochs x {sweep['num_minibatches']} minibatches, "
              f"hidden {'x'.join(map(str, sweep['hidden_sizes']))}:"),
             "",
-            ("| num_envs | compile s | train steps/s | random rollout steps/s "
-             "| policy rollout steps/s | train / random | train / policy | cores busy | load |"),
-            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            *table(
+                ["num_envs", "compile s", "train steps/s", "random rollout steps/s",
+                 "policy rollout steps/s", "train / random", "train / policy", "cores busy",
+                 "load"],
+                ["---:"] * 9, sweep["points"], label,
+                lambda p: [
+                    str(p["num_envs"]), fmt_compile(p), fmt_sps(p["steps_per_second"]),
+                    fmt_sps(p["random_rollout_steps_per_second"]),
+                    fmt_sps(p["policy_rollout_steps_per_second"]),
+                    f"{p['fraction_of_random_rollout']:.1%}",
+                    f"{p['fraction_of_policy_rollout']:.1%}", *busy_load(p),
+                ],
+            ),
         ]
-        for p in sweep["points"]:
-            if "skipped" in p:
-                lines.append(f"| {p['label'].split('=')[1]} | skipped: {p['skipped']} "
-                             "| | | | | | | |")
-                continue
-            lines.append(
-                f"| {p['num_envs']} | {fmt_compile(p)} "
-                f"| {fmt_sps(p['steps_per_second'])} "
-                f"| {fmt_sps(p['random_rollout_steps_per_second'])} "
-                f"| {fmt_sps(p['policy_rollout_steps_per_second'])} "
-                f"| {p['fraction_of_random_rollout']:.1%} | {p['fraction_of_policy_rollout']:.1%} "
-                f"| {p['host_cores_busy']:.2f} | {p['load_average_1min']:.1f} |"
-            )
-        lines.append("")
     if result["seeds_sweep"]:
         first = next((p for p in result["seeds_sweep"] if "skipped" not in p), None)
         per = f"{first['num_envs']} envs x {first['num_steps']} steps" if first else ""
         lines += [
             f"**CartPole-v1 seeds** (independent agents in one program, {per} each):",
             "",
-            "| seeds | compile s | aggregate steps/s | per-agent steps/s | cores busy | load |",
-            "|---:|---:|---:|---:|---:|---:|",
+            *table(
+                ["seeds", "compile s", "aggregate steps/s", "per-agent steps/s", "cores busy",
+                 "load"],
+                ["---:"] * 6, result["seeds_sweep"], label,
+                lambda p: [
+                    str(p["num_agents"]), fmt_compile(p), fmt_sps(p["steps_per_second"]),
+                    fmt_sps(p["steps_per_second_per_agent"]), *busy_load(p),
+                ],
+            ),
         ]
-        for p in result["seeds_sweep"]:
-            if "skipped" in p:
-                lines.append(f"| {p['label'].split('=')[1]} | skipped: {p['skipped']} | | | | |")
-                continue
-            lines.append(
-                f"| {p['num_agents']} | {fmt_compile(p)} "
-                f"| {fmt_sps(p['steps_per_second'])} "
-                f"| {fmt_sps(p['steps_per_second_per_agent'])} | {p['host_cores_busy']:.2f} "
-                f"| {p['load_average_1min']:.1f} |"
-            )
-        lines.append("")
     if result["devices_sweep"]:
         lines += [
             f"**CartPole-v1 devices** ({result['devices_hardware']}):",
             "",
-            "| split | devices | agents x envs | compile s | aggregate steps/s | cores busy | load |",
-            "|---|---:|---|---:|---:|---:|---:|",
+            *table(
+                ["split", "devices", "agents x envs", "compile s", "aggregate steps/s",
+                 "cores busy", "load"],
+                ["---", "---:", "---", "---:", "---:", "---:", "---:"], result["devices_sweep"],
+                lambda p: [p["split"], str(p["num_devices"])],
+                lambda p: [
+                    p["split"], str(p["num_devices"]), f"{p['num_agents']} x {p['num_envs']}",
+                    fmt_compile(p), fmt_sps(p["steps_per_second"]), *busy_load(p),
+                ],
+            ),
         ]
-        for p in result["devices_sweep"]:
-            if "skipped" in p:
-                lines.append(f"| {p['split']} | {p['num_devices']} | skipped: {p['skipped']} "
-                             "| | | | |")
-                continue
-            lines.append(
-                f"| {p['split']} | {p['num_devices']} | {p['num_agents']} x {p['num_envs']} "
-                f"| {fmt_compile(p)} | {fmt_sps(p['steps_per_second'])} "
-                f"| {p['host_cores_busy']:.2f} | {p['load_average_1min']:.1f} |"
-            )
-        lines.append("")
     if result.get("devices_note"):
         lines += [f"Devices sweep: {result['devices_note']}.", ""]
     return "\n".join(lines)
