@@ -10,3 +10,7 @@ __version__ = "0.1.0"
 _FLAG = "--xla_cpu_enable_concurrency_optimized_scheduler"
 if _FLAG not in _os.environ.get("XLA_FLAGS", ""):
     _os.environ["XLA_FLAGS"] = f"{_os.environ.get('XLA_FLAGS', '')} {_FLAG}=false".strip()
+
+from acjax import backend as _backend  # after the XLA flags above
+
+_backend.apply_defaults()

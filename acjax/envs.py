@@ -19,6 +19,11 @@ gymnax >= 1.0.1's `step` returns `obs, state, reward, terminated, truncated, inf
 from __future__ import annotations
 
 import difflib
+import importlib
+import importlib.machinery
+import importlib.util
+import sys
+import types
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -45,11 +50,50 @@ __all__ = [
 ]
 
 
+_PLOTTING_MODULES = ("matplotlib.pyplot", "seaborn")
+
+
+def import_gymnax():
+    """Imports gymnax (on first use: importing it starts JAX's backend) and returns it.
+
+    gymnax imports matplotlib.pyplot and seaborn (with pandas and scipy) at module level for a
+    few environments' renderers, which costs about 2 s of every start. Unless they are
+    already loaded, each is first registered as a stand-in module that imports the real one on
+    its first attribute access, i.e. only when a renderer (or the user) actually uses it.
+    """
+    if "gymnax" not in sys.modules:
+        for name in _PLOTTING_MODULES:
+            if name not in sys.modules:
+                _register_lazy_module(name)
+    import gymnax
+
+    return gymnax
+
+
+class _DeferredModule(types.ModuleType):
+    """Stands in for a module until one of its attributes is used, then imports it."""
+
+    def __getattr__(self, attr: str):
+        name = self.__name__
+        if sys.modules.get(name) is self:
+            del sys.modules[name]
+        module = importlib.import_module(name)
+        self.__dict__.update(module.__dict__)
+        return getattr(module, attr)
+
+
+def _register_lazy_module(name: str) -> None:
+    spec = importlib.util.find_spec(name)
+    if spec is None:
+        return  # not installed: gymnax's own import then reports it
+    module = _DeferredModule(name)
+    module.__spec__ = importlib.machinery.ModuleSpec(name, None)
+    sys.modules[name] = module
+
+
 def registered_envs() -> list[str]:
     """Names accepted by `make_env`: every environment gymnax registers."""
-    import gymnax  # imported on first use: importing it starts JAX's backend
-
-    return list(gymnax.registered_envs)
+    return list(import_gymnax().registered_envs)
 
 
 def check_env_name(name: str) -> None:
@@ -147,7 +191,7 @@ def make_env(name: str, **kwargs) -> tuple[Any, Any]:
     Returns:
       `(env, env_params)`; `env.step` follows gymnax's 6-tuple API and adds episode statistics.
     """
-    import gymnax
+    gymnax = import_gymnax()
     from gymnax.environments import spaces
 
     check_env_name(name)
