@@ -1,0 +1,328 @@
+"""acjax PPO runners of `benchmarks/peers.py` (each runs in its own child process).
+
+* `train_single`: `jax.jit(trainer.train)` compiled ahead of time, one seed;
+* `train_vmap`: `jax.jit(jax.vmap(trainer.train))` over K seeds on one device;
+* `train_cli`: K seeds the way `python -m acjax.ppo_a2c --num-seeds K` trains them: the CPU split
+  into the command line's default number of XLA devices, `acjax.parallel.choose_layout` and
+  `make_runner`, jitted chunks with the host between them;
+* `train_zoo`: chunked training (`trainer.train_chunk`) that also records the time to solve.
+
+Every runner times the run twice: the first call gives the time to result, a second call of the
+already compiled program with other seeds gives the steady-state steps per second.
+"""
+
+from __future__ import annotations
+
+from _common import SolveClock, base_result, greedy_eval, since
+
+STEADY_SEED_OFFSET = 10_000
+"""Seeds of the second (steady-state) run: the first run's plus this."""
+
+
+def make_config(cfg: dict, total_timesteps: int):
+    """The workload's hyperparameters as an acjax `PPOA2CConfig` for CartPole-v1."""
+    from acjax.networks import NetworkConfig
+    from acjax.ppo_a2c import PPOA2CConfig
+
+    return PPOA2CConfig(
+        env="CartPole-v1",
+        algo="ppo",
+        total_timesteps=total_timesteps,
+        num_envs=cfg["num_envs"],
+        num_steps=cfg["num_steps"],
+        update_epochs=cfg["update_epochs"],
+        num_minibatches=cfg["num_minibatches"],
+        learning_rate=cfg["learning_rate"],
+        anneal_lr=cfg["anneal_lr"],
+        gamma=cfg["gamma"],
+        gae_lambda=cfg["gae_lambda"],
+        clip_eps=cfg["clip_eps"],
+        ent_coef=cfg["ent_coef"],
+        vf_coef=cfg["vf_coef"],
+        max_grad_norm=cfg["max_grad_norm"],
+        optimizer="adam",
+        optimizer_eps=cfg["adam_eps"],
+        normalize_observations=False,
+        network=NetworkConfig(
+            hidden_sizes=tuple(cfg["hidden_sizes"]), activation=cfg["activation"], shared=False
+        ),
+    )
+
+
+def _notes(cfg: dict) -> list[str]:
+    notes = []
+    if cfg.get("anneal_clip"):
+        notes.append("acjax keeps clip_eps constant (the reference anneals it linearly to 0)")
+    return notes
+
+
+def _act_of(trainer):
+    import jax
+
+    key = jax.random.PRNGKey(0)  # unused: the greedy action draws nothing
+    return lambda state: (lambda obs: trainer.act(state, obs, key, True))
+
+
+def _cache_files(path: str | None) -> int | None:
+    import pathlib
+
+    if not path:
+        return None
+    return sum(1 for f in pathlib.Path(path).rglob("*") if f.is_file())
+
+
+def train_single(spec: dict, t0: float) -> dict:
+    res = base_result(spec)
+    import jax
+
+    from acjax.ppo_a2c import make_train
+
+    cache_dir = spec.get("cache_dir")
+    if cache_dir:
+        from acjax.cli import enable_compilation_cache
+
+        enable_compilation_cache(cache_dir)
+    res["import_seconds"] = since(t0)
+
+    t = since(t0)
+    config = make_config(spec["config"], spec["total_timesteps"])
+    trainer = make_train(config)
+    key = jax.random.PRNGKey(spec["seed"])
+    res["setup_seconds"] = since(t0) - t
+
+    files_before = _cache_files(cache_dir)
+    t = since(t0)
+    train = jax.jit(trainer.train).lower(key).compile()
+    res["compile_seconds"] = since(t0) - t
+    if cache_dir:
+        files_after = _cache_files(cache_dir)
+        res["compilation_cache"] = dict(
+            dir=cache_dir, files_before=files_before, files_after=files_after,
+            outcome="hit" if files_before and files_after == files_before else "miss",
+        )
+
+    t = since(t0)
+    state, _ = train(key)
+    jax.block_until_ready(state)
+    res["train_seconds"] = since(t0) - t
+    res["time_to_result_seconds"] = since(t0)
+    steps = config.num_updates * config.batch_size
+    res["env_steps"] = res["aggregate_env_steps"] = steps
+
+    if spec.get("steady", True):
+        t = since(t0)
+        other, _ = train(jax.random.PRNGKey(spec["seed"] + STEADY_SEED_OFFSET))
+        jax.block_until_ready(other)
+        res["steady_seconds"] = since(t0) - t
+        res["steady_steps_per_second"] = steps / res["steady_seconds"]
+        del other
+
+    eval_key = jax.random.PRNGKey(spec["seed"] + 99)
+    res["final_return"], res["final_return_min"] = greedy_eval(
+        _act_of(trainer), state, eval_key, spec["eval_episodes"]
+    )
+    returns, _ = jax.jit(trainer.evaluate, static_argnums=2)(
+        state, eval_key, spec["eval_episodes"]
+    )
+    res["final_return_acjax_evaluate"] = float(returns.mean())
+    res["num_devices"] = jax.local_device_count()
+    res["notes"] += _notes(spec["config"])
+    return res
+
+
+def train_vmap(spec: dict, t0: float) -> dict:
+    res = base_result(spec)
+    import jax
+
+    from acjax.ppo_a2c import make_train
+
+    res["import_seconds"] = since(t0)
+
+    t = since(t0)
+    k = spec["num_seeds"]
+    config = make_config(spec["config"], spec["total_timesteps"])
+    trainer = make_train(config)
+    keys = jax.random.split(jax.random.PRNGKey(spec["seed"]), k)
+    res["setup_seconds"] = since(t0) - t
+
+    t = since(t0)
+    train = jax.jit(jax.vmap(trainer.train)).lower(keys).compile()
+    res["compile_seconds"] = since(t0) - t
+
+    t = since(t0)
+    state, _ = train(keys)
+    jax.block_until_ready(state)
+    res["train_seconds"] = since(t0) - t
+    res["time_to_result_seconds"] = since(t0)
+    steps = config.num_updates * config.batch_size
+    res["env_steps"], res["aggregate_env_steps"] = steps, steps * k
+
+    if spec.get("steady", True):
+        other_keys = jax.random.split(jax.random.PRNGKey(spec["seed"] + STEADY_SEED_OFFSET), k)
+        t = since(t0)
+        other, _ = train(other_keys)
+        jax.block_until_ready(other)
+        res["steady_seconds"] = since(t0) - t
+        res["steady_steps_per_second"] = steps * k / res["steady_seconds"]
+        del other
+
+    eval_keys = jax.random.split(jax.random.PRNGKey(spec["seed"] + 99), k)
+    res["final_return"], res["final_return_min"] = greedy_eval(
+        _act_of(trainer), state, eval_keys, spec["eval_episodes"]
+    )
+    res["num_devices"] = 1
+    res["layout"] = "jit(vmap(train)) on 1 device"
+    res["notes"] += _notes(spec["config"])
+    return res
+
+
+def train_cli(spec: dict, t0: float) -> dict:
+    """K seeds laid out as the command line lays them out (`acjax.cli.train_and_report`).
+
+    The device count comes from the command line's own rule: `_configure_cpu_devices` with
+    `--num-seeds K` sets `XLA_FLAGS=--xla_force_host_platform_device_count=D` here, before
+    JAX's backend starts (the parent removed any count from this process's environment).
+    """
+    import os
+
+    res = base_result(spec)
+    k = spec["num_seeds"]
+    from acjax import cli
+
+    cli._configure_cpu_devices(["--num-seeds", str(k)], 1)
+    import jax
+    import numpy as np
+
+    from acjax import parallel
+    from acjax.ppo_a2c import make_train
+
+    res["import_seconds"] = since(t0)
+
+    t = since(t0)
+    config = make_config(spec["config"], spec["total_timesteps"])
+    options = cli.RunOptions(num_seeds=k, eval_episodes=spec["eval_episodes"])
+    layout = parallel.choose_layout(
+        num_agents=k, num_envs=config.num_envs, num_devices=options.num_devices,
+        split=options.device_split,
+    )
+    runner = parallel.make_runner(
+        make_train, config, layout, num_reports=options.num_reports,
+        eval_episodes=options.eval_episodes,
+    )
+    hparams = parallel.stack_agents(jax.tree.map(lambda x: x[None], config.hyperparams()), k)
+    train_keys, eval_keys = parallel.agent_keys(np.arange(k) + spec["seed"] * k)
+    res["setup_seconds"] = since(t0) - t
+
+    # As the command line does: the first init call (which compiles it) and the chunk's
+    # ahead-of-time compile count as compile time.
+    t = since(t0)
+    state = runner.init(train_keys, hparams)
+    runner.compile(state, hparams)
+    jax.block_until_ready(state)
+    res["compile_seconds"] = since(t0) - t
+
+    num_chunks = config.num_updates // runner.trainer.updates_per_chunk
+
+    def run(state):
+        for _ in range(num_chunks):
+            state, _ = runner.chunk(state, hparams)  # metrics come back to the host
+        return jax.block_until_ready(state)
+
+    t = since(t0)
+    state = run(state)
+    res["train_seconds"] = since(t0) - t
+    res["time_to_result_seconds"] = since(t0)
+    steps = config.num_updates * config.batch_size
+    res["env_steps"], res["aggregate_env_steps"] = steps, steps * k
+
+    if spec.get("steady", True):  # init (already compiled) + all chunks, other seeds
+        other_keys, _ = parallel.agent_keys(np.arange(k) + spec["seed"] * k + STEADY_SEED_OFFSET)
+        t = since(t0)
+        other = run(runner.init(other_keys, hparams))
+        res["steady_seconds"] = since(t0) - t
+        res["steady_steps_per_second"] = steps * k / res["steady_seconds"]
+        del other
+
+    agents = jax.device_get(runner.agent_state(state))  # leaves [K, ...] on the host
+    res["final_return"], res["final_return_min"] = greedy_eval(
+        _act_of(runner.trainer), agents, eval_keys, spec["eval_episodes"]
+    )
+    res["num_devices"] = layout.num_devices
+    res["layout"] = layout.describe()
+    res["updates_per_chunk"] = runner.trainer.updates_per_chunk
+    res["num_chunks"] = num_chunks
+    res["xla_flags"] = os.environ.get("XLA_FLAGS", "")
+    res["notes"] += _notes(spec["config"])
+    return res
+
+
+def train_zoo(spec: dict, t0: float) -> dict:
+    """Chunks of `updates_per_chunk` updates; after each, the host checks the training return
+    (acjax.ppo_a2c.episode_returns) and records when it first reaches the solve threshold."""
+    res = base_result(spec)
+    import jax
+    import numpy as np
+
+    from acjax.ppo_a2c import episode_returns, make_train
+
+    res["import_seconds"] = since(t0)
+
+    t = since(t0)
+    config = make_config(spec["config"], spec["total_timesteps"])
+    num_reports = max(1, config.num_updates // spec["chunk_updates"])
+    trainer = make_train(config, num_reports=num_reports)
+    key = jax.random.PRNGKey(spec["seed"])
+    res["setup_seconds"] = since(t0) - t
+
+    t = since(t0)
+    init = jax.jit(trainer.init).lower(key).compile()
+    chunk = jax.jit(trainer.train_chunk, donate_argnums=0).lower(init(key)).compile()
+    res["compile_seconds"] = since(t0) - t
+
+    per_chunk = trainer.updates_per_chunk
+    num_chunks = config.num_updates // per_chunk
+    batch = config.batch_size
+
+    def run(key, clock=None):
+        state = init(key)
+        for i in range(num_chunks):
+            state, metrics = chunk(state)
+            metrics = jax.device_get(metrics)
+            if clock is not None:
+                means = np.asarray(episode_returns(metrics))
+                counts = np.asarray(metrics["episode_count"])
+                for u in range(per_chunk):
+                    if counts[u] > 0:
+                        clock.add(means[u] * counts[u], counts[u], (i * per_chunk + u + 1) * batch)
+        return jax.block_until_ready(state)
+
+    clock = SolveClock(t0, spec["solve_threshold"], spec["solve_window"])
+    t = since(t0)
+    state = run(key, clock)
+    res["train_seconds"] = since(t0) - t
+    res["time_to_result_seconds"] = since(t0)
+    res["time_to_solve_seconds"], res["solve_env_steps"] = clock.seconds, clock.env_steps
+    recent = clock.recent_mean()
+    res["final_train_return"] = None if recent is None else float(recent)
+    steps = config.num_updates * batch
+    res["env_steps"] = res["aggregate_env_steps"] = steps
+
+    if spec.get("steady", True):
+        t = since(t0)
+        other = run(jax.random.PRNGKey(spec["seed"] + STEADY_SEED_OFFSET))
+        res["steady_seconds"] = since(t0) - t
+        res["steady_steps_per_second"] = steps / res["steady_seconds"]
+        del other
+
+    res["final_return"], res["final_return_min"] = greedy_eval(
+        _act_of(trainer), state, jax.random.PRNGKey(spec["seed"] + 99), spec["eval_episodes"]
+    )
+    res["updates_per_chunk"], res["num_chunks"] = per_chunk, num_chunks
+    res["num_devices"] = jax.local_device_count()
+    res["notes"] += _notes(spec["config"])
+    res["notes"].append(
+        f"time to solve checked after each chunk of {per_chunk} updates "
+        f"({per_chunk * batch} steps); the recent mean is over the newest updates holding "
+        f">= {spec['solve_window']} finished episodes"
+    )
+    return res

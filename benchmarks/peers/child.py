@@ -1,0 +1,37 @@
+"""One measurement of `benchmarks/peers.py`, in a fresh interpreter.
+
+    python benchmarks/peers/child.py '{"runner": "acjax_ppo:train_single", ...}'
+
+The argument is a JSON object naming the runner (`module:function` in this folder) and its
+workload; the runner gets it and `T0`, the `time.perf_counter()` taken as this file's first
+statement, so its time to result counts everything after the interpreter's own start-up
+(importing the library stack included; the parent's `process_wall_seconds` also counts the
+start-up and exit). It prints its result as one JSON line (see `_common.emit`).
+"""
+
+import time
+
+T0 = time.perf_counter()  # every child's clock starts here, before any other import
+
+import importlib
+import json
+import pathlib
+import sys
+
+
+def main() -> None:
+    if len(sys.argv) != 2:
+        raise SystemExit("usage: child.py SPEC_JSON")
+    spec = json.loads(sys.argv[1])
+    here = str(pathlib.Path(__file__).resolve().parent)
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    import _common
+
+    module_name, function_name = spec["runner"].split(":")
+    runner = getattr(importlib.import_module(module_name), function_name)
+    _common.emit(runner(spec, T0))
+
+
+if __name__ == "__main__":
+    main()
