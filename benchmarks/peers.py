@@ -39,6 +39,8 @@ import sys
 import tempfile
 import time
 
+from _hardware import cores, cpu_model, load_average
+
 ROOT = pathlib.Path(__file__).resolve().parent
 CHILD = ROOT / "peers" / "child.py"
 RESULT_PREFIX = "PEERS-RESULT "  # the same as benchmarks/peers/_common.py's
@@ -603,27 +605,6 @@ def plot(result: dict, path: pathlib.Path) -> None:
 # ----------------------------------------------------------------------------------------------
 # Hardware
 # ----------------------------------------------------------------------------------------------
-
-
-def cpu_model() -> str:
-    try:
-        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def load_average() -> list[float] | None:
-    try:
-        return [float(x) for x in pathlib.Path("/proc/loadavg").read_text().split()[:3]]
-    except OSError:
-        return None
-
-
-def cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
 def git_revision() -> str | None:

@@ -45,6 +45,8 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _hardware import cores as host_cores
+from _hardware import cpu_model, load_average
 
 import acjax  # noqa: F401  (before any JAX computation: sets an XLA CPU scheduler flag)
 from acjax import parallel
@@ -474,23 +476,6 @@ def run_device_child(args) -> dict:
 # ----------------------------------------------------------------------------------------------
 
 
-def cpu_model() -> str:
-    try:
-        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def load_average() -> list[float] | None:
-    try:
-        return [float(x) for x in pathlib.Path("/proc/loadavg").read_text().split()[:3]]
-    except OSError:
-        return None
-
-
 def hardware() -> dict:
     dev = jax.devices()[0]
     versions = {}
@@ -499,7 +484,7 @@ def hardware() -> dict:
             versions[package] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:
             versions[package] = None
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = host_cores()
     backend = jax.default_backend()
     line = f"{cpu_model()}, {cores} cores"
     if backend != "cpu":
