@@ -395,20 +395,21 @@ def make_train(
         advantages, targets = compute_advantages(config, hparams, traj)
         batch = Batch(traj.obs, traj.action, traj.log_prob, traj.value, advantages, targets)
 
+        metric_names: list[str] = []
+
         def sgd_step(opt, minibatch):
             params, opt_state = opt
             params, opt_state, metrics = gradient_update(
                 loss_fn, optimizer, params, opt_state, minibatch, hparams, axis_name=axis_name
             )
-            return (params, opt_state), metrics
+            # One stacked vector per step: the scan then stores one array, not one per metric.
+            metric_names[:] = list(metrics)
+            packed = jnp.stack([metrics[k].astype(jnp.float32) for k in metric_names])
+            return (params, opt_state), packed
 
-        def epoch(opt, epoch_key):
+        def epoch(opt, order):
             shuffled = batch
-            if m > 1:
-                # Each environment's steps in its own random order (keys follow the global
-                # env index); minibatch j then holds T / M steps of every environment.
-                keys = parallel.shard_keys(epoch_key, config.num_envs, axis_name)
-                order = jax.vmap(lambda k: jax.random.permutation(k, t))(keys).T  # [T, B]
+            if order is not None:
 
                 def gather(x):
                     index = order.reshape(order.shape + (1,) * (x.ndim - 2))
@@ -420,12 +421,21 @@ def make_train(
             )
             return jax.lax.scan(sgd_step, opt, minibatches)
 
+        orders = None
+        if m > 1:
+            # Each environment's steps in its own random order per epoch (keys follow the
+            # global env index); minibatch j then holds T / M steps of every environment. All
+            # epochs' orders are drawn up front in one vectorised sort.
+            def env_orders(epoch_key):
+                keys = parallel.shard_keys(epoch_key, config.num_envs, axis_name)
+                return jax.vmap(lambda k: jax.random.permutation(k, t))(keys).T  # [T, B]
+
+            orders = jax.vmap(env_orders)(jax.random.split(sgd_key, config.update_epochs))
         (params, opt_state), sgd_metrics = jax.lax.scan(
-            epoch, (state.params, state.opt_state),
-            jax.random.split(sgd_key, config.update_epochs),
+            epoch, (state.params, state.opt_state), orders, length=config.update_epochs
         )
         done = jnp.logical_or(traj.terminated, traj.truncated)
-        metrics = {k: jnp.mean(v) for k, v in sgd_metrics.items()}
+        metrics = dict(zip(metric_names, jnp.mean(sgd_metrics, axis=(0, 1)), strict=True))
         metrics.update(
             parallel.total(
                 {

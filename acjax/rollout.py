@@ -123,13 +123,13 @@ def rollout(
     def maybe_normalize(stats, obs):
         return normalize(stats, obs) if normalize_observations else obs.astype(jnp.float32)
 
-    def step(c: EnvCarry, step_key):
-        action_key, env_key = jax.random.split(step_key)
+    def step(c: EnvCarry, keys):
+        action_keys, env_keys = keys
         obs_in = maybe_normalize(c.obs_stats, c.obs)
         dist = network.policy(params, obs_in)
-        action, log_prob = sample_vmap(dist, parallel.shard_keys(action_key, num_envs, axis_name))
+        action, log_prob = sample_vmap(dist, action_keys)
         next_obs, env_state, reward, terminated, truncated, info = step_vmap(
-            parallel.shard_keys(env_key, num_envs, axis_name), c.env_state, action, env_params
+            env_keys, c.env_state, action, env_params
         )
         done = jnp.logical_or(terminated, truncated)
         final_obs = info["final_observation"]
@@ -156,7 +156,12 @@ def rollout(
         )
         return EnvCarry(env_state, next_obs, obs_stats, reward_scale), out
 
-    carry, out = jax.lax.scan(step, carry, jax.random.split(key, num_steps), unroll=unroll)
+    # Every step's per-environment keys, drawn before the scan in a few vectorised calls
+    # (the same keys as splitting inside each step, without a hash call per step).
+    step_keys = jax.vmap(jax.random.split)(jax.random.split(key, num_steps))  # [T, 2, 2]
+    per_env = jax.vmap(lambda k: parallel.shard_keys(k, num_envs, axis_name))
+    keys = (per_env(step_keys[:, 0]), per_env(step_keys[:, 1]))  # each [T, B, 2]
+    carry, out = jax.lax.scan(step, carry, keys, unroll=unroll)
     obs, action, log_prob, reward, terminated, truncated, true_next, ep_ret, ep_len = out
     values = network.value(params, jnp.concatenate([obs, true_next], axis=0))
     transition = Transition(

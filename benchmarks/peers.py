@@ -54,9 +54,11 @@ PUREJAXRL_CARTPOLE = dict(
     num_envs=4, num_steps=128, update_epochs=4, num_minibatches=4, learning_rate=2.5e-4,
     anneal_lr=True, anneal_clip=False, gamma=0.99, gae_lambda=0.95, clip_eps=0.2, ent_coef=0.01,
     vf_coef=0.5, max_grad_norm=0.5, adam_eps=1e-5, hidden_sizes=[64, 64], activation="tanh",
+    clip_value=True,
 )
 """PureJaxRL's CartPole-v1 PPO: 4 envs x 128 steps, 4 epochs x 4 minibatches, separate 64x64
-tanh actor and critic, lr 2.5e-4 annealed linearly, global-norm clipping 0.5, Adam eps 1e-5."""
+tanh actor and critic, lr 2.5e-4 annealed linearly, global-norm clipping 0.5, Adam eps 1e-5,
+value loss clipped around the rollout's values with clip_eps (PureJaxRL and rejax both do)."""
 
 WIDE_CARTPOLE = {**PUREJAXRL_CARTPOLE, "num_envs": 2048, "num_steps": 64}
 """PureJaxRL's hyperparameters at 2048 envs x 64 steps (131,072 steps per update)."""

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from acjax import ppo_a2c
+from acjax.envs import import_gymnax
 from acjax.networks import NetworkConfig
 from acjax.ppo_a2c import PPOA2CConfig, make_train
 from acjax.presets import ppo_a2c_preset, preset_names
@@ -49,6 +50,8 @@ def tiny(**kw) -> PPOA2CConfig:
 def test_bad_config_raises_before_compiling(kw, pattern, monkeypatch):
     def no_compile(*a, **k):
         raise AssertionError("compiled before validating")
+
+    import_gymnax()  # gymnax decorates its functions with jax.jit at import time
 
     monkeypatch.setattr(jax, "jit", no_compile)
     with pytest.raises(ValueError, match=pattern):

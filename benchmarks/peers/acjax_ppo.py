@@ -40,6 +40,8 @@ def make_config(cfg: dict, total_timesteps: int):
         ent_coef=cfg["ent_coef"],
         vf_coef=cfg["vf_coef"],
         max_grad_norm=cfg["max_grad_norm"],
+        clip_value=cfg.get("clip_value", False),
+        value_clip_eps=cfg["clip_eps"],
         optimizer="adam",
         optimizer_eps=cfg["adam_eps"],
         normalize_observations=False,

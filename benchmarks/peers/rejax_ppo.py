@@ -26,8 +26,9 @@ REJAX_DIFFERENCES = [
     "Adam eps: rejax uses optax.adam's default 1e-8 (not configurable); acjax 1e-5",
     ("initialisation: rejax's Dense layers use flax defaults (lecun normal, zero bias); acjax "
      "orthogonal (sqrt 2 hidden, 0.01 policy head, 1 value head)"),
-    ("value loss: rejax always clips the value update (clip_eps 0.2, as PureJaxRL does); acjax "
-     "runs this configuration with clip_value=False"),
+    ("value loss: rejax always clips the value update around the rollout's values (clip_eps); "
+     "acjax does so where the configuration asks (clip_value, as PureJaxRL's does), not in the "
+     "rl-zoo configuration"),
     ("actor and critic: rejax takes two separate Adam steps (actor loss, critic loss) per "
      "minibatch; acjax one step on the summed loss (same networks and learning rate)"),
     ("time limits: rejax treats truncation at 500 steps as termination (no bootstrap); acjax "
