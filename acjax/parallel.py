@@ -391,6 +391,56 @@ def make_runner(
     return Runner(trainer, layout, init, chunk, evaluate, agent_state, compile_chunk)
 
 
+def state_to_host(layout: Layout, state: Any) -> Any:
+    """This process's part of a runner's state as numpy arrays, in a layout-independent form.
+
+    Whole agents on devices (one device, or `split="agents"` on any number of them) give leaves
+    `[A, ...]`, the same arrays however many devices held them. With `split="envs"` every
+    device holds its own environments, so leaves are `[D, A, ...]` with D this process's
+    devices (parameters and statistics repeat along D).
+
+    Args:
+      layout: the runner's layout.
+      state: the runner's state (`Runner.init` / `Runner.chunk` output).
+    """
+
+    def fetch(x):
+        if not isinstance(x, jax.Array) or x.ndim == 0:
+            return np.asarray(x)
+        pieces = [np.asarray(s.data) for s in x.addressable_shards]
+        return pieces[0] if len(pieces) == 1 else np.concatenate(pieces, axis=0)
+
+    host = jax.tree.map(fetch, state)
+    if layout.split == "agents" and layout.num_devices > 1:
+        a = layout.num_agents
+        host = jax.tree.map(lambda y: y.reshape((a,) + y.shape[2:]), host)
+    return host
+
+
+def state_from_host(layout: Layout, host: Any, like: Any) -> Any:
+    """Inverse of `state_to_host`: places host arrays on devices exactly as `like` is placed.
+
+    Args:
+      layout: the runner's layout.
+      host: numpy leaves as `state_to_host` returns them for this layout.
+      like: a state laid out by the same runner (e.g. `Runner.init`'s output); only its
+        structure, shapes and shardings are used.
+    """
+    n = layout.num_devices
+    if layout.split == "agents" and n > 1:
+        host = jax.tree.map(lambda y: y.reshape((n, y.shape[0] // n) + y.shape[1:]), host)
+
+    def place(y, ref):
+        if not isinstance(ref, jax.Array) or ref.ndim == 0:
+            return jnp.asarray(y, dtype=ref.dtype)
+        shards = ref.addressable_shards
+        parts = np.split(np.asarray(y, dtype=ref.dtype), len(shards), axis=0)
+        arrays = [jax.device_put(p, s.device) for p, s in zip(parts, shards, strict=True)]
+        return jax.make_array_from_single_device_arrays(ref.shape, ref.sharding, arrays)
+
+    return jax.tree.map(place, host, like)
+
+
 def _identity(x):
     return x
 
@@ -456,5 +506,7 @@ __all__ = [
     "shard_count",
     "shard_keys",
     "stack_agents",
+    "state_from_host",
+    "state_to_host",
     "total",
 ]
