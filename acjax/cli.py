@@ -28,6 +28,7 @@ import math
 import os
 import pathlib
 import platform
+import re
 import sys
 import tempfile
 import time
@@ -84,6 +85,10 @@ class RunOptions:
     """CPU only: split the host CPU into this many XLA devices so agents train in parallel
     threads (default: the largest divisor of the number of agents up to 4 per core; 1 for a
     single agent). Ignored when XLA_FLAGS already sets a host device count."""
+    cpu_threads: int | None = None
+    """CPU only: threads that run a compiled program's kernels (default: 1 for a single-device
+    run whose SGD steps are small, see acjax.backend.SMALL_STEP_FLOPS; else one per core).
+    Compilation always uses every core."""
     num_devices: int | None = None
     """Local devices to use (default: all). Seeds x sweep settings are spread over them when
     their number is a multiple of it, otherwise each agent's environments are split."""
@@ -146,7 +151,7 @@ RESUME_FIXED = ("num_seeds", "num_reports", "eval_every", "eval_episodes")
 """Run options a resumed run keeps: they shape the agents, the chunks or metrics.csv's columns."""
 
 RESUME_DEFAULTS = RESUME_FIXED + (
-    "cpu_devices", "num_devices", "device_split", "checkpoint_every", "keep_checkpoints",
+    "cpu_devices", "cpu_threads", "num_devices", "device_split", "checkpoint_every", "keep_checkpoints",
     "tensorboard", "wandb", "wandb_project",
 )
 """Run options saved in config.json that a resumed run starts from (the others start fresh)."""
@@ -781,6 +786,37 @@ def _configure_cpu_devices(
         os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
 
 
+def _configure_cpu_threads(
+    argv: list[str], step_flops: int | None, defaults: dict[str, Any] | None = None
+) -> int | None:
+    """Starts JAX's CPU backend with a one-thread execution pool when that runs faster.
+
+    `--cpu-threads N` (or a resumed run's saved value) asks for N; without it, a run on one
+    device and one process whose SGD step costs at most `backend.SMALL_STEP_FLOPS`
+    (`step_flops`, the algorithm's estimate) gets one thread. Must run before anything starts
+    JAX's backend. Returns the pool size it set, or None (JAX's default: one per core).
+    """
+    from acjax import backend
+
+    known = _peek_flags(argv, cpu_threads=int, num_processes=int)
+    if known is None:
+        return None
+    threads = known.cpu_threads
+    if threads is None and defaults:
+        threads = defaults.get("cpu_threads")
+    if threads is not None and threads < 1:
+        raise ValueError(f"cpu_threads={threads} must be >= 1; pass e.g. --cpu-threads 1")
+    if threads is None:
+        flags = os.environ.get("XLA_FLAGS", "")
+        devices = [int(n) for n in
+                   re.findall(r"xla_force_host_platform_device_count=(\d+)", flags)]
+        single = (not devices or devices[-1] == 1) and (known.num_processes or 1) == 1
+        if not (single and step_flops is not None and step_flops <= backend.SMALL_STEP_FLOPS):
+            return None
+        threads = 1
+    return backend.start_cpu_backend(threads)
+
+
 def _preparse_distributed(argv: list[str]):
     from acjax.parallel import DistributedOptions
 
@@ -909,8 +945,13 @@ def run_main(
     preset: Callable[[str, str | None], Any],
     make_train: Callable[..., Any],
     argv: list[str] | None = None,
+    step_flops: Callable[[list[str], Any], int | None] | None = None,
 ) -> dict[str, Any]:
     """Parses flags, validates, trains, evaluates; a bad flag exits with status 2, no traceback.
+
+    `step_flops(argv, saved_config)` estimates one SGD step's matmul FLOPs from the flags (or
+    a resumed run's saved configuration) before JAX starts, without building anything; small
+    steps then run on a one-thread execution pool (see `_configure_cpu_threads`).
 
     `--sweep.FIELD v1 v2 ...` (any traced field; `lr` for learning_rate) runs the grid of all
     combinations x `--num-seeds` in one compiled program and writes `sweep.csv`/`sweep.png`.
@@ -933,6 +974,12 @@ def run_main(
             argv, math.prod(len(v) for v in grid.values()),
             defaults=saved.options if saved is not None else None,
         )
+        _configure_cpu_threads(
+            argv,
+            step_flops(argv, saved.config if saved is not None else None) if step_flops
+            else None,
+            defaults=saved.options if saved is not None else None,
+        )
         run_default = None
         if saved is not None:
             run_default = dataclasses.replace(RunOptions(), **saved.options)
@@ -948,10 +995,13 @@ def run_main(
         run_dir = options.run_dir or default_run_dir(config)
         if options.process_id in (None, 0) and not options.resume:
             prepare_run_dir(run_dir)
-        parallel.choose_layout(
+        layout = parallel.choose_layout(
             num_agents=len(configs) * options.num_seeds, num_envs=config.num_envs,
             num_devices=options.num_devices, split=options.device_split,
         )
+        check_layout = getattr(config, "check_layout", None)
+        if check_layout is not None:  # a configuration that cannot use every layout says so
+            check_layout(layout)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -486,6 +486,50 @@ def episode_returns(metrics: dict[str, jax.Array]) -> jax.Array:
     return jnp.where(count > 0, metrics["episode_return_sum"] / jnp.maximum(count, 1), jnp.nan)
 
 
+def sgd_step_flops(argv: list[str], saved: PPOA2CConfig | None = None) -> int | None:
+    """Rough matmul FLOPs of one SGD step of the run `argv` describes, before JAX starts.
+
+    Read from the flags over the preset's values (or a resumed run's saved configuration)
+    without building the environment: `6 * samples * sum of hidden-layer products` for the
+    actor and the critic (forward and backward; input and output layers left out, since the
+    observation size is not known yet). None when the flags cannot be read.
+    """
+    import argparse
+
+    from acjax import cli, presets
+
+    base = saved
+    if base is None:
+        env, algo = cli._preparse(argv, PPOA2CConfig)
+        algo = algo or "ppo"
+        fields = {**presets._ALGO_DEFAULTS.get(algo, {}), **presets._PRESETS.get((env, algo), {})}
+        base = dataclasses.replace(PPOA2CConfig(), **fields)
+    parser = argparse.ArgumentParser(add_help=False, exit_on_error=False)
+    for name in ("num_envs", "num_steps", "num_minibatches"):
+        parser.add_argument(flag(name), "--" + name, type=int, default=getattr(base, name))
+    net = base.network
+    for name in ("hidden_sizes", "critic_hidden_sizes"):
+        parser.add_argument(flag("network." + name), "--network." + name, type=int,
+                            nargs="*", default=list(getattr(net, name)), dest=name)
+    try:
+        known, _ = parser.parse_known_args(argv)
+    except (argparse.ArgumentError, SystemExit):
+        return None
+    return step_flops(
+        known.num_envs * known.num_steps // max(known.num_minibatches, 1),
+        known.hidden_sizes, known.critic_hidden_sizes,
+    )
+
+
+def step_flops(samples: int, hidden_sizes, critic_hidden_sizes=()) -> int:
+    """`6 * samples * sum of hidden-layer products` of actor and critic: the matmul FLOPs of one
+    forward and backward pass without the input and output layers (see `sgd_step_flops`)."""
+    actor = list(hidden_sizes)
+    critic = list(critic_hidden_sizes) or actor
+    products = sum(a * b for layers in (actor, critic) for a, b in zip(layers, layers[1:]))
+    return 6 * samples * max(products, 1)
+
+
 def main(argv: list[str] | None = None) -> dict:
     """Command-line entry point: `python -m acjax.ppo_a2c --env CartPole-v1`."""
     from acjax import cli
@@ -497,6 +541,7 @@ def main(argv: list[str] | None = None) -> dict:
         preset=ppo_a2c_preset,
         make_train=make_train,
         argv=argv,
+        step_flops=sgd_step_flops,
     )
 
 

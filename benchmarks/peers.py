@@ -93,16 +93,24 @@ class Framework:
     """The command that installs it."""
     cache: str | None = None
     """acjax's persistent compilation cache: "cold" (fresh directory) or "warm" (reused)."""
+    exec_threads: int | str | None = None
+    """Threads of JAX's CPU execution pool (acjax.backend.start_cpu_backend) set up before the
+    runner imports anything: a number, "auto" (what acjax's command line would choose for a
+    single-device run), or None (JAX's default, one per core)."""
 
 
 FRAMEWORKS = {
-    "acjax": Framework("acjax", ("acjax", "gymnax"), "acjax", "pip install -e ."),
+    "acjax": Framework("acjax", ("acjax", "gymnax"), "acjax", "pip install -e .",
+                       exec_threads="auto"),
     "acjax-vmap": Framework("acjax", ("acjax", "gymnax"), "acjax", "pip install -e ."),
     "acjax-cache-cold": Framework("acjax", ("acjax", "gymnax"), "acjax", "pip install -e .",
-                                  cache="cold"),
+                                  cache="cold", exec_threads="auto"),
     "acjax-cache-warm": Framework("acjax", ("acjax", "gymnax"), "acjax", "pip install -e .",
-                                  cache="warm"),
+                                  cache="warm", exec_threads="auto"),
+    "acjax-all-threads": Framework("acjax", ("acjax", "gymnax"), "acjax", "pip install -e ."),
     "rejax": Framework("peer", ("rejax", "gymnax"), "rejax", "pip install rejax==0.1.3"),
+    "rejax-1thread": Framework("peer", ("rejax", "gymnax"), "rejax",
+                               "pip install rejax==0.1.3", exec_threads=1),
     "sb3": Framework(
         "peer", ("stable_baselines3", "torch", "gymnasium"), "stable-baselines3",
         "pip install torch --index-url https://download.pytorch.org/whl/cpu && "
@@ -147,10 +155,15 @@ WORKLOADS: dict[str, Workload] = {
     "ppo-cartpole": Workload(
         "PPO on CartPole-v1 at PureJaxRL's configuration (4 envs x 128 steps, 4 epochs x 4 "
         "minibatches, 64x64 tanh), one seed; acjax-cache-cold / -warm: acjax "
-        "with the persistent compilation cache in a fresh directory, then again with it filled",
+        "with the persistent compilation cache in a fresh directory, then again with it "
+        "filled; acjax runs its small SGD steps on a one-thread execution pool as its command "
+        "line does, acjax-all-threads on JAX's default pool (one thread per core), "
+        "rejax-1thread is rejax started the way acjax starts",
         runners={
             "acjax": "acjax_ppo:train_single",
             "rejax": "rejax_ppo:train",
+            "acjax-all-threads": "acjax_ppo:train_single",
+            "rejax-1thread": "rejax_ppo:train",
             "acjax-cache-cold": "acjax_ppo:train_single",
             "acjax-cache-warm": "acjax_ppo:train_single",
         },
@@ -204,6 +217,20 @@ def steps_of(workload: Workload, args) -> int:
     else:
         steps = workload.quick_timesteps if args.quick else workload.total_timesteps
     return max(1, steps // batch) * batch
+
+
+def exec_threads_of(framework: Framework, workload: Workload) -> int | None:
+    """The execution-pool size a child starts JAX with (None: JAX's default)."""
+    if framework.exec_threads != "auto":
+        return framework.exec_threads
+    from acjax.backend import SMALL_STEP_FLOPS
+    from acjax.ppo_a2c import step_flops
+
+    cfg = CONFIGS[workload.config]
+    samples = cfg["num_envs"] * cfg["num_steps"] // cfg["num_minibatches"]
+    if workload.num_seeds > 1 or step_flops(samples, cfg["hidden_sizes"]) > SMALL_STEP_FLOPS:
+        return None
+    return 1
 
 
 # ----------------------------------------------------------------------------------------------
@@ -372,6 +399,10 @@ def summary_ratios(result: dict) -> list[tuple[str, float | None]]:
          ratio(med("ppo-cartpole", "acjax-cache-cold", ttr), med("ppo-cartpole", "rejax", ttr))),
         ("ppo-cartpole time to result acjax-cache-warm / rejax",
          ratio(med("ppo-cartpole", "acjax-cache-warm", ttr), med("ppo-cartpole", "rejax", ttr))),
+        ("ppo-cartpole steady steps/s acjax / rejax-1thread",
+         ratio(med("ppo-cartpole", "acjax", sps), med("ppo-cartpole", "rejax-1thread", sps))),
+        ("ppo-cartpole steady steps/s acjax / acjax-all-threads",
+         ratio(med("ppo-cartpole", "acjax", sps), med("ppo-cartpole", "acjax-all-threads", sps))),
     ]
     for name in ("ppo-cartpole-seeds16", "ppo-cartpole-seeds64"):
         for fw in ("acjax", "acjax-vmap"):
@@ -793,6 +824,9 @@ def main(argv=None) -> None:
             cache_dir = None
             for fw in frameworks:
                 spec = spec_of(name, workload, fw, args, seed=r)
+                threads = exec_threads_of(FRAMEWORKS[fw], workload)
+                if threads:
+                    spec["exec_threads"] = threads
                 cache = FRAMEWORKS[fw].cache
                 if cache == "cold":
                     cache_dir = tempfile.mkdtemp(prefix="acjax-peers-cache-")

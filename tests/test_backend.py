@@ -82,3 +82,91 @@ def test_gymnax_plotting_imports_are_deferred_until_used():
                                     "matplotlib.pyplot": "_DeferredModule"}
     assert result["palette_len"] == 2
     assert result["after_use"] == "module"
+
+
+_THREADS_PROBE = """
+import json, os, sys
+threads = int(sys.argv[1])
+from acjax import backend
+import jax
+started = backend.start_cpu_backend(threads) if threads else jax.devices() and None
+again = backend.start_cpu_backend(1)  # the backend runs now: nothing changes any more
+from acjax.cli import params_fingerprint
+from acjax.ppo_a2c import PPOA2CConfig, make_train
+config = PPOA2CConfig(env="CartPole-v1", total_timesteps=2048, num_envs=4, num_steps=64)
+state, metrics = jax.jit(make_train(config).train)(jax.random.PRNGKey(3))
+print(json.dumps({"started": started, "again": again,
+                  "affinity": len(os.sched_getaffinity(0)),
+                  "task_affinities": sorted({len(os.sched_getaffinity(int(t)))
+                                            for t in os.listdir("/proc/self/task")}),
+                  "fingerprint": params_fingerprint(jax.device_get(state.params)),
+                  "loss": float(metrics["total_loss"][-1])}))
+"""
+
+
+def _threads_probe(threads: int) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-c", _THREADS_PROBE, str(threads)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_one_execution_thread_gives_bit_identical_training_and_keeps_all_cores():
+    cores = len(os.sched_getaffinity(0))
+    default, one = _threads_probe(0), _threads_probe(1)
+    assert one["fingerprint"] == default["fingerprint"]
+    assert one["loss"] == default["loss"]
+    assert one["again"] is None and default["again"] is None
+    # Every thread (the host's, the compiler's, the pool's) has all cores back.
+    assert one["affinity"] == cores and one["task_affinities"] == [cores]
+    assert one["started"] == (1 if cores > 1 else None)
+
+
+def test_backend_start_refuses_zero_threads():
+    import pytest
+
+    with pytest.raises(ValueError, match=r"cpu_threads=0 must be >= 1"):
+        backend.start_cpu_backend(0)
+
+
+def test_sgd_step_flops_reads_flags_over_the_preset_without_starting_jax():
+    from acjax.ppo_a2c import sgd_step_flops, step_flops
+
+    # PureJaxRL's configuration: 4 x 128 / 4 = 128 samples; actor and critic each one 64x64
+    # hidden product: 6 * 128 * (4096 + 4096).
+    pjrl = ["--env", "CartPole-v1", "--num-envs", "4", "--num-steps", "128",
+            "--num-minibatches", "4"]
+    assert sgd_step_flops(pjrl) == 6 * 128 * 8192 == 6_291_456
+    # The CartPole preset: 16 x 64 / 4 = 256 samples.
+    assert sgd_step_flops(["--env", "CartPole-v1"]) == 6 * 256 * 8192
+    assert sgd_step_flops(pjrl + ["--network.hidden-sizes", "256", "256", "256"]) == (
+        6 * 128 * 2 * 2 * 256 * 256
+    )
+    assert sgd_step_flops(pjrl + ["--network.critic-hidden-sizes", "32", "32"]) == (
+        6 * 128 * (4096 + 1024)
+    )
+    assert step_flops(10, (8,)) == 60  # no hidden product: counted as 1
+    assert sgd_step_flops(["--num-envs", "many"]) is None
+
+
+def test_command_line_picks_one_thread_only_for_small_single_device_steps(monkeypatch):
+    import pytest
+
+    from acjax import cli
+
+    calls = []
+    monkeypatch.setattr(backend, "start_cpu_backend", lambda n: calls.append(n) or n)
+    monkeypatch.setenv("XLA_FLAGS", "")
+    assert cli._configure_cpu_threads([], step_flops=6_291_456) == 1
+    assert cli._configure_cpu_threads([], step_flops=backend.SMALL_STEP_FLOPS + 1) is None
+    assert cli._configure_cpu_threads([], step_flops=None) is None
+    assert cli._configure_cpu_threads(["--cpu-threads", "2"], step_flops=10**12) == 2
+    assert cli._configure_cpu_threads([], 10**12, defaults={"cpu_threads": 1}) == 1
+    assert cli._configure_cpu_threads(["--num-processes", "2"], step_flops=10) is None
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
+    assert cli._configure_cpu_threads([], step_flops=10) is None
+    assert calls == [1, 2, 1]
+    with pytest.raises(ValueError, match=r"cpu_threads=0 must be >= 1"):
+        cli._configure_cpu_threads(["--cpu-threads", "0"], step_flops=10)

@@ -14,9 +14,20 @@ import time
 T0 = time.perf_counter()  # every child's clock starts here, before any other import
 
 import importlib
+import importlib.util
 import json
 import pathlib
 import sys
+
+
+def _start_backend(threads: int) -> None:
+    """Starts JAX's CPU client with `threads` execution threads (acjax.backend's way), for any
+    framework: acjax/backend.py is loaded by path, so peers' interpreters need no acjax."""
+    path = pathlib.Path(__file__).resolve().parents[2] / "acjax" / "backend.py"
+    spec = importlib.util.spec_from_file_location("_acjax_backend", path)
+    backend = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(backend)
+    backend.start_cpu_backend(threads)
 
 
 def main() -> None:
@@ -28,6 +39,8 @@ def main() -> None:
         sys.path.insert(0, here)
     import _common
 
+    if spec.get("exec_threads"):
+        _start_backend(int(spec["exec_threads"]))
     module_name, function_name = spec["runner"].split(":")
     runner = getattr(importlib.import_module(module_name), function_name)
     _common.emit(runner(spec, T0))
