@@ -103,13 +103,19 @@ class RunOptions:
     """Multi-process run: this process's index, 0 ... num_processes - 1."""
 
 
-def library_versions() -> dict[str, str]:
+def library_versions(env: str = "") -> dict[str, str]:
     out = {"python": platform.python_version()}
     for name in ("acjax", "jax", "jaxlib", "flax", "optax", "gymnax", "chex", "orbax-checkpoint"):
         try:
             out[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             out[name] = "not installed"
+    if str(env).startswith("brax/"):
+        for name in ("brax", "mujoco", "mujoco-mjx"):
+            try:
+                out[name] = importlib.metadata.version(name)
+            except importlib.metadata.PackageNotFoundError:
+                out[name] = "not installed"
     return out
 
 
@@ -128,7 +134,8 @@ def enable_compilation_cache(path: str | os.PathLike | None = None) -> None:
 def default_run_dir(config) -> pathlib.Path:
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     algo = getattr(config, "algo", "run")
-    return pathlib.Path("runs") / f"{config.env}-{algo}-seed{config.seed}-{stamp}"
+    env = str(config.env).replace("/", "-")  # brax/ant -> brax-ant: one flat folder
+    return pathlib.Path("runs") / f"{env}-{algo}-seed{config.seed}-{stamp}"
 
 
 def prepare_run_dir(run_dir: pathlib.Path) -> pathlib.Path:
@@ -345,7 +352,7 @@ def train_and_report(
                 "total_env_steps": total_steps,
             },
             "host": progress.to_meta(),
-            "versions": library_versions(),
+            "versions": library_versions(config.env),
         }
         checkpointer.save(chunks_done * steps_per_chunk, host, meta, impls)
 
@@ -586,8 +593,11 @@ def _train_chunks(
             if last or stop or _due(options.checkpoint_every, before, env_steps):
                 save(i + 1, state)
             if (i + 1) % print_every == 0 or last or stop or evaluation:
+                # "-": no episode ended within this chunk (long episodes, short chunks)
+                ret = row["episode_return"]
+                ret = f"{ret:>9.2f}" if math.isfinite(ret) else f"{'-':>9}"
                 line = (
-                    f"steps {env_steps:>11,}  return {row['episode_return']:>9.2f}  "
+                    f"steps {env_steps:>11,}  return {ret}  "
                     f"{row['steps_per_second']:>11,.0f} steps/s"
                 )
                 if evaluation:
@@ -643,7 +653,7 @@ def _write_config(path, config, configs, sweep_fields, options, grid=None) -> No
         "config": config_to_dict(config),
         "num_seeds": options.num_seeds,
         "run": {name: _json_value(getattr(options, name)) for name in RESUME_DEFAULTS},
-        "versions": library_versions(),
+        "versions": library_versions(config.env),
     }
     if len(configs) > 1:
         data["sweep"] = {

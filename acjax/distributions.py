@@ -4,16 +4,23 @@ Each distribution is an immutable `NamedTuple` of arrays with methods, so it is
 a pytree: it can be returned from and passed into `jax.jit`, `jax.vmap` and
 `jax.lax.scan` like any other array container. The batch shape is made of the
 leading dimensions of the parameters; the last dimension indexes actions
-(`Categorical`) or action components (`DiagGaussian`).
+(`Categorical`) or action components (`DiagGaussian`, `TanhGaussian`).
 
   * `Categorical(logits)`: logits `[..., num_actions]`, actions `int32 [...]`.
   * `DiagGaussian(mean, log_std)`: mean `[..., action_dim]`, `log_std`
     broadcastable to `mean`, actions `[..., action_dim]`.
+  * `TanhGaussian(mean, log_std)`: a diagonal Gaussian over pre-tanh values
+    `u` squashed by `a = tanh(u)` (SAC's policy); same parameter shapes as
+    `DiagGaussian`, actions `[..., action_dim]` in (-1, 1), to be rescaled to
+    the environment's bounds by the caller. Its entropy has no closed form;
+    `entropy_estimate(key)` gives a one-sample estimate.
 
 Log-probabilities and entropies have the batch shape `[...]`. All computations
 go through log-space (`log_softmax`, `log_std`), so that very large or very
 negative logits (masked actions, e.g. `-1e9` or `-inf`) give finite entropies
-and finite gradients.
+and finite gradients. `TanhGaussian` computes the log-determinant of the
+squashing Jacobian from the pre-tanh value in a softplus form, so that it stays
+finite when `tanh(u)` rounds to ±1.
 """
 
 import math
@@ -228,3 +235,154 @@ class DiagGaussian(NamedTuple):
         return jnp.sum(
             other_log_std - log_std + 0.5 * (var_ratio + mean_term) - 0.5, axis=-1
         )
+
+
+def _tanh_log_det_jacobian(u: Array) -> Array:
+    """log |d tanh(u) / du| = log(1 - tanh(u)²), elementwise, computed from u.
+
+    Uses the identity 1 - tanh(u)² = 4 / (e^u + e^-u)², i.e.
+
+      log(1 - tanh(u)²) = 2 (log 2 - u - softplus(-2u)),
+
+    which is finite (about -2|u|) and has the finite derivative -2 tanh(u) for
+    every finite u, where `log(1 - tanh(u)**2)` would be `log(0) = -inf` as soon
+    as tanh(u) rounds to ±1 (|u| ≳ 9 in float32).
+    """
+    return 2.0 * (math.log(2.0) - u - jax.nn.softplus(-2.0 * u))
+
+
+class TanhGaussian(NamedTuple):
+    """Diagonal Gaussian squashed by tanh into (-1, 1) (the SAC policy).
+
+      u ~ N(μ, diag σ²),  a = tanh(u),  σ = exp(log_std),
+      log π(a) = Σᵢ [log N(uᵢ; μᵢ, σᵢ²) - log(1 - tanh(uᵢ)²)],   u = atanh(a).
+
+    The second term is the change of variables through tanh; it is computed from
+    the pre-tanh value u in the stable form `2 (log 2 - u - softplus(-2u))`. The
+    caller rescales actions from (-1, 1) to the environment's bounds (an affine
+    map, whose constant log-determinant does not change any gradient).
+
+    There is no closed-form entropy, hence no `entropy()` method:
+    `entropy_estimate(key)` returns the unbiased one-sample estimate -log π(a).
+
+    Attributes:
+      mean: μ, the mean of the pre-tanh Gaussian, shape `[..., action_dim]`, float.
+      log_std: log σ of the pre-tanh Gaussian, broadcastable to `mean`:
+        `[..., action_dim]` (state-dependent) or `[action_dim]` (state-independent).
+    """
+
+    mean: Array
+    log_std: Array
+
+    def pre_tanh(self) -> DiagGaussian:
+        """The Gaussian over pre-tanh values u, `DiagGaussian(mean, log_std)`."""
+        return DiagGaussian(self.mean, self.log_std)
+
+    def clip_eps(self) -> float:
+        """Margin kept from ±1 when inverting tanh: `finfo(dtype).eps`.
+
+        `log_prob` clips actions to `[-1 + eps, 1 - eps]` before `atanh`. For
+        float32 eps = 2⁻²³ ≈ 1.19e-7, so the largest action is 1 - 2⁻²³ (exactly
+        representable, strictly below 1), whose atanh is ≈ 8.3: finite, as are
+        the log-probability and its gradients. An action of exactly ±1 (a
+        sample whose tanh rounded to ±1) is treated as ±(1 - eps).
+        """
+        _check_params(self.mean, "mean")
+        return float(jnp.finfo(self.mean.dtype).eps)
+
+    def stddev(self) -> Array:
+        """Pre-tanh standard deviation σ = exp(log_std), shape `[..., action_dim]`."""
+        return self.pre_tanh().stddev()
+
+    def log_prob_pre_tanh(self, u: Array) -> Array:
+        """Log-density of the action tanh(u), given its pre-tanh value u.
+
+          log π(tanh(u)) = Σᵢ [log N(uᵢ; μᵢ, σᵢ²) - 2 (log 2 - uᵢ - softplus(-2uᵢ))].
+
+        Args:
+          u: pre-tanh values, shape `[..., action_dim]`, same as `mean`, float.
+
+        Returns:
+          log π(tanh(u)), shape `[...]`, dtype of `mean`.
+        """
+        u = jnp.asarray(u)
+        log_n = self.pre_tanh().log_prob(u)
+        return log_n - jnp.sum(_tanh_log_det_jacobian(u.astype(self.mean.dtype)), axis=-1)
+
+    def log_prob(self, actions: Array) -> Array:
+        """Log-density of actions in [-1, 1], summed over the action components.
+
+        Actions are clipped to `[-1 + eps, 1 - eps]` (see `clip_eps`), mapped
+        back to u = atanh(a), and scored with `log_prob_pre_tanh(u)`. Prefer
+        `sample_and_log_prob` for the policy's own samples: it scores the exact
+        u, without the round trip through tanh and atanh.
+
+        Args:
+          actions: shape `[..., action_dim]`, same as `mean`, float, in [-1, 1].
+
+        Returns:
+          log π(a), shape `[...]`, dtype of `mean`.
+        """
+        _check_params(self.mean, "mean")
+        chex.assert_type(actions, float)
+        chex.assert_equal_shape([actions, self.mean])
+        eps = self.clip_eps()
+        a = jnp.clip(actions.astype(self.mean.dtype), -1.0 + eps, 1.0 - eps)
+        return self.log_prob_pre_tanh(jnp.arctanh(a))
+
+    def sample_and_log_prob(self, key: PRNGKey) -> tuple[Array, Array]:
+        """Draws `a = tanh(μ + σ ε)`, `ε ~ N(0, I)` (reparametrised) and its log-density.
+
+        The log-density is computed from ε and u = μ + σ ε directly:
+
+          log π(a) = Σᵢ [-½ εᵢ² - log σᵢ - ½ log 2π - 2 (log 2 - uᵢ - softplus(-2uᵢ))],
+
+        so that it and its gradients (with respect to μ and log σ, along the
+        reparametrised path) stay finite even where tanh(u) rounds to ±1.
+
+        Args:
+          key: a PRNG key.
+
+        Returns:
+          `(a, log π(a))`: actions `[..., action_dim]` in [-1, 1] (float32 rounds
+          tanh(u) to ±1 once |u| ≳ 9) and log-densities `[...]`, dtype of `mean`.
+        """
+        log_std = self.pre_tanh()._log_std()
+        noise = jax.random.normal(key, self.mean.shape, self.mean.dtype)
+        u = self.mean + jnp.exp(log_std) * noise
+        log_n = jnp.sum(-0.5 * jnp.square(noise) - log_std - _HALF_LOG_2PI, axis=-1)
+        log_prob = log_n - jnp.sum(_tanh_log_det_jacobian(u), axis=-1)
+        return jnp.tanh(u), log_prob
+
+    def sample(self, key: PRNGKey) -> Array:
+        """Draws `a = tanh(μ + σ ε)` with `ε ~ N(0, I)` (reparametrised).
+
+        Args:
+          key: a PRNG key.
+
+        Returns:
+          Actions, shape `[..., action_dim]`, in [-1, 1], dtype of `mean`.
+        """
+        return self.sample_and_log_prob(key)[0]
+
+    def mode(self) -> Array:
+        """The greedy action tanh(μ), shape `[..., action_dim]`.
+
+        (The image of the pre-tanh mode; the density of `a` itself may peak
+        elsewhere, but tanh(μ) is the deterministic action SAC evaluates with.)
+        """
+        _check_params(self.mean, "mean")
+        return jnp.tanh(self.mean)
+
+    def entropy_estimate(self, key: PRNGKey) -> Array:
+        """One-sample Monte Carlo estimate of the entropy, -log π(a) with a ~ π.
+
+        Unbiased and reparametrised (differentiable in μ and log σ), but noisy.
+
+        Args:
+          key: a PRNG key.
+
+        Returns:
+          -log π(a), shape `[...]`, dtype of `mean`.
+        """
+        return -self.sample_and_log_prob(key)[1]

@@ -33,6 +33,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from acjax import parallel
+from acjax.brax_envs import is_brax_name  # no Brax import: that waits for a brax/ name
 
 __all__ = [
     "ClipAction",
@@ -97,7 +98,16 @@ def registered_envs() -> list[str]:
 
 
 def check_env_name(name: str) -> None:
-    """Raise a `ValueError` naming close matches when `name` is not a gymnax environment."""
+    """Raise a `ValueError` naming close matches when `name` is not a known environment.
+
+    `brax/<name>` names are checked against Brax's registry (`acjax.brax_envs`; Brax itself is
+    imported only for such names, and its absence is reported with the install command).
+    """
+    if is_brax_name(name):
+        from acjax.brax_envs import check_brax_env_name
+
+        check_brax_env_name(name)
+        return
     known = registered_envs()
     if name in known:
         return
@@ -185,12 +195,19 @@ def make_env(name: str, **kwargs) -> tuple[Any, Any]:
     """Builds a wrapped gymnax environment and its default parameters.
 
     Args:
-      name: any gymnax-registered id, e.g. "CartPole-v1", "Pendulum-v1", "Breakout-MinAtar".
-      **kwargs: forwarded to `gymnax.make` (environment constructor arguments).
+      name: any gymnax-registered id, e.g. "CartPole-v1", "Pendulum-v1", "Breakout-MinAtar",
+        or "brax/<name>" for a Brax environment, e.g. "brax/ant" (needs `acjax[brax]`).
+      **kwargs: forwarded to `gymnax.make` (environment constructor arguments), or for Brax
+        to `acjax.brax_envs.BraxEnv` (`backend=`, `episode_length=`, constructor arguments).
 
     Returns:
       `(env, env_params)`; `env.step` follows gymnax's 6-tuple API and adds episode statistics.
     """
+    if is_brax_name(name):
+        from acjax.brax_envs import BraxEnv
+
+        brax_env = BraxEnv(name, **kwargs)
+        return EpisodeStatistics(ClipAction(brax_env)), brax_env.default_params
     gymnax = import_gymnax()
     from gymnax.environments import spaces
 

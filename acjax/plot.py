@@ -113,16 +113,21 @@ def group_runs(configs: Sequence[dict]) -> tuple[list[int], list[str]]:
             keys.append(k)
         index.append(keys.index(k))
     firsts = [configs[index.index(g)]["config"] for g in range(len(keys))]
-    varying = sorted(
-        {name for c in firsts for name in c if name != "seed"
-         and any(json.dumps(c.get(name)) != json.dumps(o.get(name)) for o in firsts)}
-    )
+
+    def kind(c: dict) -> tuple[str, str]:
+        return str(c.get("algo", "")), str(c.get("env", ""))
+
     labels = []
     for c in firsts:
-        label = f"{str(c.get('algo', '')).upper()} {c.get('env', '')}".strip()
-        extra = ", ".join(
-            f"{n}={json.dumps(c.get(n))}" for n in varying if n not in ("algo", "env")
+        # Fields are named only against runs of the same algorithm on the same environment
+        # (different algorithms have different fields; their names already tell them apart).
+        peers = [o for o in firsts if kind(o) == kind(c)]
+        varying = sorted(
+            {name for o in peers for name in o if name not in ("seed", "algo", "env")
+             and any(json.dumps(p.get(name)) != json.dumps(o.get(name)) for p in peers)}
         )
+        label = f"{str(c.get('algo', '')).upper()} {c.get('env', '')}".strip()
+        extra = ", ".join(f"{n}={json.dumps(c.get(n))}" for n in varying)
         labels.append(f"{label} ({extra})" if extra else label)
     return index, labels
 
@@ -188,8 +193,10 @@ def plot_runs(run_dirs: Sequence[pathlib.Path], out: pathlib.Path, title: str | 
         ax.set_title(name)
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small", title="mean; band: min-max over seeds")
-    first = loaded[0][1].get("config", {})
-    fig.suptitle(title or f"{str(first.get('algo', '')).upper()} on {first.get('env', '')}")
+    configs = [data.get("config", {}) for _, data in loaded]
+    algos = " / ".join(dict.fromkeys(str(c.get("algo", "")).upper() for c in configs))
+    envs = ", ".join(dict.fromkeys(str(c.get("env", "")) for c in configs))
+    fig.suptitle(title or f"{algos} on {envs}")
     fig.tight_layout()
     out = pathlib.Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ report between chunks. Run it from the shell with
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Callable
 from typing import Any, Literal, NamedTuple
 
@@ -526,7 +527,8 @@ def step_flops(samples: int, hidden_sizes, critic_hidden_sizes=()) -> int:
     forward and backward pass without the input and output layers (see `sgd_step_flops`)."""
     actor = list(hidden_sizes)
     critic = list(critic_hidden_sizes) or actor
-    products = sum(a * b for layers in (actor, critic) for a, b in zip(layers, layers[1:]))
+    products = sum(a * b for layers in (actor, critic)
+                   for a, b in itertools.pairwise(layers))
     return 6 * samples * max(products, 1)
 
 
