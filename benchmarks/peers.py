@@ -6,8 +6,9 @@ state; the report gives medians over the rounds and acjax / peer ratios. A child
 import, setup, compile and training times, its time to result (from its first statement to the
 trained result), steady-state steps/s (a second call of the compiled program with other seeds)
 and the greedy return of its final policy; the parent adds the process's wall time. A last
-child measures the limits: random-action and policy-only rollouts at each workload's number of
-environments, the peak matmul rate and the FLOPs of one training update.
+child measures the limits of the PPO workloads: random-action and policy-only rollouts at each
+workload's number of environments, the peak matmul rate and the FLOPs of one training update
+(off-policy workloads, e.g. sac-pendulum, have no limits measured).
 
 Peers live in their own interpreter (`--peer-python`; sbx pulls tfp-nightly and rejax pulls
 distrax, so a separate virtualenv is the easy way); frameworks that do not import there are
@@ -16,8 +17,10 @@ skipped with the command that installs them.
     python benchmarks/peers.py                       # full run (hours on a 2-core CPU)
     python benchmarks/peers.py --quick --peer-python /path/to/venv/bin/python   # smoke run
     python benchmarks/peers.py --workloads ppo-cartpole,ppo-cartpole-zoo --repeats 5
+    python benchmarks/peers.py --workloads sac-pendulum --tag -sac   # SAC only: peers-cpu-sac.*
 
-Writes benchmarks/results/peers-<backend>.{json,md,png} (`--quick`: peers-<backend>-quick.*).
+Writes benchmarks/results/peers-<backend>.{json,md,png} (`--quick`: peers-<backend>-quick.*;
+`--tag` sets the suffix, so a run of some workloads need not overwrite the full run's files).
 """
 
 from __future__ import annotations
@@ -73,7 +76,56 @@ batch_size 256 (= one minibatch of the 8 x 32 rollout), n_epochs 20, gae_lambda 
 gamma 0.98, ent_coef 0.0, learning_rate lin_1e-3, clip_range lin_0.2, 1e5 timesteps; the rest
 SB3's defaults (vf_coef 0.5, max_grad_norm 0.5, Adam eps 1e-5, 64x64 tanh pi and vf)."""
 
-CONFIGS = {"purejaxrl": PUREJAXRL_CARTPOLE, "wide": WIDE_CARTPOLE, "zoo": ZOO_CARTPOLE}
+ZOO_PENDULUM_SAC = dict(
+    num_envs=1, train_freq=1, gradient_steps=1, learning_rate=1e-3, buffer_size=1_000_000,
+    learning_starts=100, batch_size=256, tau=0.005, gamma=0.99, ent_coef="auto",
+    target_entropy="auto", hidden_sizes=[256, 256], activation="relu",
+)
+"""rl-baselines3-zoo's Pendulum-v1 SAC (hyperparams/sac.yml): n_timesteps 20000, learning_rate
+1e-3; the rest SB3's (and sbx's) SAC defaults: one env, one gradient step per env step, buffer
+1e6, learning_starts 100, batch 256, tau 0.005, gamma 0.99, ent_coef "auto" (alpha starts at 1,
+tuned with the same learning rate towards target_entropy -action_dim), 256x256 ReLU actor and
+twin critics."""
+
+REJAX_PENDULUM_SAC = dict(
+    num_envs=1, num_epochs=1, buffer_size=10_000, fill_buffer=256, batch_size=256,
+    learning_rate=0.01, gamma=0.99, polyak=0.98, normalize_observations=True,
+    activation="swish", hidden_sizes=[64, 64], max_grad_norm=None,
+)
+"""rejax's own Pendulum-v1 SAC (configs/gymnax/pendulum.yaml of github.com/keraJLi/rejax, not
+shipped in the rejax 0.1.3 wheel): 1 env, num_epochs 1 (one gradient step per env step),
+buffer 10,000, fill_buffer 256, batch 256, learning_rate 0.01 (actor, critics and alpha),
+gamma 0.99, polyak 0.98, normalize_observations, swish; total_timesteps 10,000 there (20,000
+here). The yaml leaves the layers at rejax SAC's default 64x64 and max_grad_norm at rejax's
+default (no clipping)."""
+
+SAC_PENDULUM = dict(
+    env="Pendulum-v1",
+    step_multiple=8,
+    acjax_argv={
+        # acjax's Pendulum-v1 preset: `python -m acjax.sac --env Pendulum-v1`.
+        "acjax": ["--env", "Pendulum-v1"],
+        # The same algorithm at the SB3 / sbx (rl-zoo) hyperparameters above.
+        "acjax-ref": [
+            "--env", "Pendulum-v1", "--num-envs", "1", "--num-steps", "1",
+            "--gradient-steps", "1", "--actor-lr", "1e-3", "--critic-lr", "1e-3",
+            "--alpha-lr", "1e-3", "--init-alpha", "1.0", "--learning-starts", "100",
+            "--batch-size", "256", "--buffer-size", "1000000", "--tau", "0.005",
+            "--gamma", "0.99", "--network.hidden-sizes", "256", "256",
+            "--network.activation", "relu",
+        ],
+    },
+    rejax=REJAX_PENDULUM_SAC,
+    zoo=ZOO_PENDULUM_SAC,
+)
+"""SAC on Pendulum-v1; every framework at its own settings (the runners read theirs):
+`acjax_argv[framework]` are the command-line flags acjax's runner builds its configuration from
+(as `python -m acjax.sac` does; `--total-timesteps` is added), `rejax` rejax's and `zoo` SB3's
+and sbx's. step_multiple: the env steps per iteration of every runner divide it (acjax's preset
+collects 8 per iteration); the workload's step count is rounded down to a multiple."""
+
+CONFIGS = {"purejaxrl": PUREJAXRL_CARTPOLE, "wide": WIDE_CARTPOLE, "zoo": ZOO_CARTPOLE,
+           "sac-pendulum": SAC_PENDULUM}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -108,6 +160,8 @@ FRAMEWORKS = {
     "acjax-cache-warm": Framework("acjax", ("acjax", "gymnax"), "acjax", "pip install -e .",
                                   cache="warm", exec_threads="auto"),
     "acjax-all-threads": Framework("acjax", ("acjax", "gymnax"), "acjax", "pip install -e ."),
+    "acjax-ref": Framework("acjax", ("acjax", "gymnax"), "acjax", "pip install -e .",
+                           exec_threads="auto"),
     "rejax": Framework("peer", ("rejax", "gymnax"), "rejax", "pip install rejax==0.1.3"),
     "rejax-1thread": Framework("peer", ("rejax", "gymnax"), "rejax",
                                "pip install rejax==0.1.3", exec_threads=1),
@@ -135,11 +189,14 @@ class Workload:
     reference: str = "acjax"
     solve: bool = False
     """Record the time to solve (training return >= SOLVE_THRESHOLD)."""
+    offpolicy: bool = False
+    """SAC and the like: no rollout limits or update FLOPs (those child measurements are
+    PPO's), per-framework settings in the config (see SAC_PENDULUM)."""
 
     @property
     def num_envs(self) -> int:
         """Environments stepped in all (every seed's)."""
-        return CONFIGS[self.config]["num_envs"] * self.num_seeds
+        return CONFIGS[self.config].get("num_envs", 1) * self.num_seeds
 
 
 SOLVE_THRESHOLD, SOLVE_WINDOW = 475.0, 10
@@ -198,17 +255,35 @@ WORKLOADS: dict[str, Workload] = {
         config="zoo", total_timesteps=100_000, quick_timesteps=20_000, solve=True,
     ),
     # ------------------------------------------------------------------------------------------
-    # Off-policy workloads plug in here once acjax has SAC and TD3: e.g. "sac-pendulum" with
-    # runners {"acjax": ..., "rejax": "rejax_sac:train", "sb3": ..., "sbx": ...}, a config
-    # in CONFIGS and runner functions in benchmarks/peers/. Until acjax has them there are no
-    # entries: nothing here pretends to run.
+    # Off-policy workloads (offpolicy=True): per-framework settings in the config, no limits.
     # ------------------------------------------------------------------------------------------
+    "sac-pendulum": Workload(
+        "SAC on Pendulum-v1, one seed, every framework at its own tuned settings: acjax at its "
+        "preset (`python -m acjax.sac --env Pendulum-v1`: 8 envs, 4 gradient steps per "
+        "iteration, 64x64 ReLU, Adam 1e-3, batch 256, buffer 20k, learning_starts 1000), "
+        "acjax-ref at SB3 / sbx's (rl-zoo: 1 env, 1 gradient step per env step, 256x256 ReLU, "
+        "Adam 1e-3, batch 256, learning_starts 100), rejax at its own Pendulum config (1 env, "
+        "1 gradient step per env step, 64x64 swish, lr 0.01, observation normalisation); "
+        "acjax and rejax on gymnax's Pendulum-v1, SB3 (PyTorch, CPU) and sbx on gymnasium's; "
+        "autotuned alpha everywhere",
+        runners={
+            "acjax": "acjax_sac:train_single",
+            "rejax": "rejax_sac:train",
+            "acjax-ref": "acjax_sac:train_single",
+            "sbx": "sb3_sac:train_sbx",
+            "sb3": "sb3_sac:train_sb3",
+        },
+        config="sac-pendulum", total_timesteps=20_000, quick_timesteps=2_000, offpolicy=True,
+    ),
 }
 
 
 def steps_of(workload: Workload, args) -> int:
     """Env steps per seed, rounded down to whole updates (at least one)."""
     cfg = CONFIGS[workload.config]
+    if workload.offpolicy:
+        steps = workload.quick_timesteps if args.quick else workload.total_timesteps
+        return max(1, steps // cfg["step_multiple"]) * cfg["step_multiple"]
     batch = cfg["num_envs"] * cfg["num_steps"]
     if workload.config == "wide" and args.wide_steps is not None:
         steps = args.wide_steps
@@ -219,11 +294,23 @@ def steps_of(workload: Workload, args) -> int:
     return max(1, steps // batch) * batch
 
 
-def exec_threads_of(framework: Framework, workload: Workload) -> int | None:
+def exec_threads_of(framework: Framework, workload: Workload, name: str = "") -> int | None:
     """The execution-pool size a child starts JAX with (None: JAX's default)."""
     if framework.exec_threads != "auto":
         return framework.exec_threads
     from acjax.backend import SMALL_STEP_FLOPS
+
+    if workload.offpolicy:
+        # The command line's rule (acjax.cli._configure_cpu_threads): one thread for a
+        # single-device run whose SGD step is small, estimated from the runner's own flags.
+        from acjax.offpolicy import make_sgd_step_flops
+        from acjax.sac import SACConfig
+
+        argv = CONFIGS[workload.config]["acjax_argv"].get(name)
+        flops = None if argv is None else make_sgd_step_flops(SACConfig)(argv)
+        if workload.num_seeds > 1 or flops is None or flops > SMALL_STEP_FLOPS:
+            return None
+        return 1
     from acjax.ppo_a2c import step_flops
 
     cfg = CONFIGS[workload.config]
@@ -348,7 +435,7 @@ def workload_ratios(workload: Workload, meds: dict) -> dict:
 
 def limit_figures(workload: Workload, meds: dict, limits: dict | None) -> dict | None:
     """Training against the rollout limit at the workload's env count and the roofline."""
-    if not limits or "error" in limits:
+    if workload.offpolicy or not limits or "error" in limits:
         return None
     rollout = limits["rollout"].get(str(workload.num_envs))
     flops = limits["update_flops"].get(workload.config)
@@ -426,6 +513,15 @@ def summary_ratios(result: dict) -> list[tuple[str, float | None]]:
              ratio(med("ppo-cartpole-zoo", "acjax", sps), med("ppo-cartpole-zoo", peer, sps))),
             (f"zoo time to solve acjax / {peer}",
              ratio(med("ppo-cartpole-zoo", "acjax", tts), med("ppo-cartpole-zoo", peer, tts))),
+        ]
+    sac = "sac-pendulum"
+    for fw, peer in (("acjax", "rejax"), ("acjax", "sbx"), ("acjax", "sb3"),
+                     ("acjax-ref", "sbx"), ("acjax-ref", "sb3"), ("acjax", "acjax-ref")):
+        rows += [
+            (f"{sac} time to result {fw} / {peer}",
+             ratio(med(sac, fw, ttr), med(sac, peer, ttr))),
+            (f"{sac} steady steps/s {fw} / {peer}",
+             ratio(med(sac, fw, sps), med(sac, peer, sps))),
         ]
     return rows
 
@@ -536,7 +632,10 @@ def markdown(result: dict) -> str:
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")
         lim = w.get("limits")
-        if lim:
+        if w.get("offpolicy"):
+            lines += [("Limits: not measured for off-policy workloads (the rollout-limit and "
+                       "update-FLOP measurements are PPO's)."), ""]
+        elif lim:
             text = [f"Limits at {lim['num_envs']} envs:"]
             if "random_rollout_steps_per_second" in lim:
                 text.append(
@@ -785,20 +884,23 @@ def main(argv=None) -> None:
                         + f"; jax {jax_version}, Python {hardware['python']}")
     print(f"hardware: {hardware['line']}; load average {load_start}", flush=True)
     if "rejax" in runnable:
-        print("rejax runs on gymnax 1.0.1's CartPole-v1 through FiveValueStep, an adapter whose "
-              "step() returns (obs, state, reward, terminated | truncated, info): rejax 0.1.3 "
-              "unpacks gymnax's pre-1.0 5-value step", flush=True)
+        print("rejax runs on gymnax 1.0.1's environments through FiveValueStep, an adapter "
+              "whose step() returns (obs, state, reward, terminated | truncated, info): rejax "
+              "0.1.3 unpacks gymnax's pre-1.0 5-value step", flush=True)
 
     # The limits: rollouts at every selected workload's env count, matmul peak, update FLOPs.
+    # Off-policy workloads have none: the rollout limit and the update FLOP count are PPO's.
     limits = None
-    if not args.no_limits and any(f.startswith("acjax") for f in runnable):
+    limit_workloads = [w for w in args.workloads if not WORKLOADS[w].offpolicy]
+    if (not args.no_limits and limit_workloads
+            and any(f.startswith("acjax") for f in runnable)):
         spec = dict(
             runner="rollout_limits:measure", framework="limits", workload="limits",
-            env_counts=[WORKLOADS[w].num_envs for w in args.workloads],
+            env_counts=[WORKLOADS[w].num_envs for w in limit_workloads],
             rollout_steps=2**15 if args.quick else 2**19,
             rollout_calls=2 if args.quick else 3,
             matmul_n=2048, matmul_calls=3 if args.quick else 10,
-            configs={WORKLOADS[w].config: CONFIGS[WORKLOADS[w].config] for w in args.workloads},
+            configs={WORKLOADS[w].config: CONFIGS[WORKLOADS[w].config] for w in limit_workloads},
         )
         print("measuring the limits (rollouts, matmul peak, update FLOPs) ...", flush=True)
         limits = run_child(acjax_python, spec, args.timeout)
@@ -824,7 +926,7 @@ def main(argv=None) -> None:
             cache_dir = None
             for fw in frameworks:
                 spec = spec_of(name, workload, fw, args, seed=r)
-                threads = exec_threads_of(FRAMEWORKS[fw], workload)
+                threads = exec_threads_of(FRAMEWORKS[fw], workload, fw)
                 if threads:
                     spec["exec_threads"] = threads
                 cache = FRAMEWORKS[fw].cache
@@ -851,6 +953,7 @@ def main(argv=None) -> None:
             num_seeds=workload.num_seeds,
             reference=workload.reference,
             solve=workload.solve,
+            offpolicy=workload.offpolicy,
             runners={fw: workload.runners[fw] for fw in frameworks},
             runs=runs,
             medians=meds,
@@ -881,9 +984,11 @@ def main(argv=None) -> None:
              "the compiled training program with other seeds; SB3 / sbx: steps / learn() time"),
             ("final_return: greedy policy, mean over eval_episodes episodes per seed (gymnax "
              "frameworks: one shared evaluation helper; SB3 / sbx: evaluate_policy on "
-             "gymnasium's CartPole-v1); several seeds: median and min over seeds"),
+             "gymnasium's version of the environment); several seeds: median and min over "
+             "seeds"),
             ("limits: flops_per_step counts the update's jaxpr with every scan body times its "
-             "length; XLA's CPU cost analysis (also given) counts loop bodies once"),
+             "length; XLA's CPU cost analysis (also given) counts loop bodies once; not "
+             "measured for off-policy workloads (sac-pendulum)"),
         ],
     )
     result["summary"] = summary_ratios(result)

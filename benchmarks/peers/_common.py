@@ -89,9 +89,14 @@ def spread(per_seed) -> tuple[float, float]:
 
 def make_gymnax_cartpole():
     """gymnax's CartPole-v1 and its default parameters (episode limit 500)."""
+    return make_gymnax("CartPole-v1")
+
+
+def make_gymnax(name: str):
+    """gymnax's environment `name` and its default parameters (no acjax wrappers)."""
     import gymnax
 
-    return gymnax.make("CartPole-v1")
+    return gymnax.make(name)
 
 
 def greedy_returns(env, env_params, act, key, num_episodes: int, max_steps: int):
@@ -128,11 +133,14 @@ def greedy_returns(env, env_params, act, key, num_episodes: int, max_steps: int)
     return ret
 
 
-def greedy_eval(act_of, params, keys, num_episodes: int) -> tuple[float, float]:
-    """`(median, min)` over seeds of the mean greedy CartPole-v1 return of each seed.
+def greedy_eval(act_of, params, keys, num_episodes: int,
+                env_name: str = "CartPole-v1") -> tuple[float, float]:
+    """`(median, min)` over seeds of the mean greedy return of each seed on gymnax's
+    `env_name` (default CartPole-v1), with its default parameters.
 
     Args:
-      act_of: `params_of_one_seed -> (obs[E, 4] -> action[E])`, the greedy policy.
+      act_of: `params_of_one_seed -> (obs[E, obs_dim] -> action[E, ...])`, the greedy policy
+        (actions in the environment's own units: CartPole's integers, Pendulum's torques).
       params: one seed's parameters, or a stack of seeds' with leading axis `[K]` (with `keys`
         of shape `[K, 2]`).
       keys: one PRNG key, or `[K, 2]` keys (one per seed).
@@ -141,7 +149,7 @@ def greedy_eval(act_of, params, keys, num_episodes: int) -> tuple[float, float]:
     import jax
     import numpy as np
 
-    env, env_params = make_gymnax_cartpole()
+    env, env_params = make_gymnax(env_name)
     max_steps = int(env_params.max_steps_in_episode)
 
     def one(p, k):
