@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 
 ROLLED_THREEFRY_ENV = "ACJAX_ROLLED_THREEFRY"
@@ -64,6 +65,12 @@ cores with PPO on CartPole-v1 (64x64 networks, 4 minibatches), steady steps/s on
 against two: 4 envs x 128 steps (128 samples per step, 6 MFLOP) 155-189k against 101-117k;
 16 x 256 (1,024 samples, 50 MFLOP) 168-198k against 145-159k; 64 x 128 (2,048 samples,
 101 MFLOP) 168-190k against 182-213k."""
+
+
+def hidden_products(layers) -> int:
+    """Sum of `a * b` over consecutive hidden widths: one sample's hidden-layer matmul
+    multiply-adds (input and output layers left out), the unit of the `step_flops` estimates."""
+    return sum(a * b for a, b in itertools.pairwise(layers))
 
 
 def backend_started() -> bool:

@@ -22,6 +22,7 @@ import argparse
 import contextlib
 import dataclasses
 import datetime
+import functools
 import importlib.metadata
 import json
 import math
@@ -105,17 +106,14 @@ class RunOptions:
 
 def library_versions(env: str = "") -> dict[str, str]:
     out = {"python": platform.python_version()}
-    for name in ("acjax", "jax", "jaxlib", "flax", "optax", "gymnax", "chex", "orbax-checkpoint"):
+    names = ["acjax", "jax", "jaxlib", "flax", "optax", "gymnax", "chex", "orbax-checkpoint"]
+    if str(env).startswith("brax/"):
+        names += ["brax", "mujoco", "mujoco-mjx"]
+    for name in names:
         try:
             out[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             out[name] = "not installed"
-    if str(env).startswith("brax/"):
-        for name in ("brax", "mujoco", "mujoco-mjx"):
-            try:
-                out[name] = importlib.metadata.version(name)
-            except importlib.metadata.PackageNotFoundError:
-                out[name] = "not installed"
     return out
 
 
@@ -753,9 +751,31 @@ def _peek_flags(argv: list[str], **flags: type) -> argparse.Namespace | None:
 
     Returns None when one is malformed; the full parse then reports it properly.
     """
+    specs = [(name, dict(type=kind, default=None)) for name, kind in flags.items()]
+    return _parse_peek(argv, specs)
+
+
+def peek_config_flags(argv: list[str], base, *names: str) -> argparse.Namespace | None:
+    """Reads some fields of a configuration from the flags before the full parse.
+
+    Unset flags keep `base`'s values; dotted names are nested fields (`network.hidden_sizes`,
+    read into the attribute `hidden_sizes`), tuple fields take several integers. Nothing is
+    built and JAX is not started (used for the execution-thread rule, `step_flops`). Returns
+    None when a flag is malformed; the full parse then reports it properly.
+    """
+    specs = []
+    for name in names:
+        value = functools.reduce(getattr, name.split("."), base)
+        kind = dict(type=int, nargs="*", default=list(value)) if isinstance(value, tuple) else (
+            dict(type=type(value), default=value))
+        specs.append((name, dict(kind, dest=name.rsplit(".", 1)[-1])))
+    return _parse_peek(argv, specs)
+
+
+def _parse_peek(argv: list[str], specs: list[tuple[str, dict]]) -> argparse.Namespace | None:
     parser = argparse.ArgumentParser(add_help=False, exit_on_error=False)
-    for name, kind in flags.items():
-        parser.add_argument(flag(name), "--" + name, type=kind, default=None)
+    for name, kwargs in specs:
+        parser.add_argument(flag(name), "--" + name, **kwargs)
     try:
         known, _ = parser.parse_known_args(argv)
     except (argparse.ArgumentError, SystemExit):

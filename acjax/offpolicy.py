@@ -23,7 +23,6 @@ unchanged.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -32,11 +31,13 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from acjax import losses
+from acjax.backend import hidden_products
 from acjax.config import check_positive, check_unit_interval, flag, traced
 from acjax.envs import EnvSpec, check_env_name, env_spec, make_env
 from acjax.networks import OffPolicyNetworkConfig
 from acjax.replay import ReplayState, make_replay_buffer
-from acjax.training import chunk_size, evaluate_policy
+from acjax.training import chunk_size, evaluate_policy, gradient_update
 
 __all__ = [
     "ActingState",
@@ -47,6 +48,7 @@ __all__ = [
     "Transition",
     "check_continuous_actions",
     "cond_update",
+    "critic_update",
     "episode_returns",
     "make_offpolicy_train",
     "make_optimizer",
@@ -207,8 +209,6 @@ def make_sgd_step_flops(config_cls: type):
     """
 
     def sgd_step_flops(argv: list[str], saved: Any = None) -> int | None:
-        import argparse
-
         from acjax import cli, presets
 
         base = saved
@@ -219,25 +219,17 @@ def make_sgd_step_flops(config_cls: type):
                 return None
             base = dataclasses.replace(config_cls(), algo=algo, **presets._offpolicy_fields(
                 env, algo, check=False))
-        parser = argparse.ArgumentParser(add_help=False, exit_on_error=False)
-        parser.add_argument("--batch-size", "--batch_size", type=int, default=base.batch_size,
-                            dest="batch_size")
-        parser.add_argument("--algo", default=base.algo)
-        for name in ("hidden_sizes", "critic_hidden_sizes"):
-            parser.add_argument(flag("network." + name), "--network." + name, type=int,
-                                nargs="*", default=list(getattr(base.network, name)), dest=name)
-        try:
-            known, _ = parser.parse_known_args(argv)
-        except (argparse.ArgumentError, SystemExit):
+        known = cli.peek_config_flags(
+            argv, base, "algo", "batch_size", "network.hidden_sizes", "network.critic_hidden_sizes"
+        )
+        if known is None:
             return None
-        actor = list(known.hidden_sizes)
-        critic = list(known.critic_hidden_sizes) or actor
+        actor = known.hidden_sizes
+        critic = known.critic_hidden_sizes or actor
         critics = 1 if known.algo == "ddpg" else 2
-
-        def products(layers):
-            return sum(a * b for a, b in itertools.pairwise(layers))
-
-        return 6 * known.batch_size * max(products(actor) + 2 * critics * products(critic), 1)
+        return 6 * known.batch_size * max(
+            hidden_products(actor) + 2 * critics * hidden_products(critic), 1
+        )
 
     return sgd_step_flops
 
@@ -403,6 +395,26 @@ def cond_update(pred: jax.Array, update_fn: Callable, operand: Any):
         return x, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
     return jax.lax.cond(pred, update_fn, skip, operand)
+
+
+def critic_update(
+    critic, optimizer: optax.GradientTransformation, params, opt_state, batch: Transition,
+    target: jax.Array,
+) -> tuple[Any, optax.OptState, dict[str, jax.Array]]:
+    """One optimizer step of the critic(s) `critic.apply(params, obs, action) -> q[K, N]`
+    towards the targets `target[N]` (`losses.critic_loss`), as SAC, TD3 and DDPG take it.
+
+    Returns `(params, opt_state, metrics)` with the scalars `critic_loss`, `q_mean`,
+    `target_mean`, `td_error_abs` and `critic_grad_norm`.
+    """
+
+    def loss(critic_params):
+        return losses.critic_loss(critic.apply(critic_params, batch.obs, batch.action), target)
+
+    params, opt_state, metrics = gradient_update(loss, optimizer, params, opt_state)
+    names = ("critic_loss", "q_mean", "target_mean", "td_error_abs")
+    return params, opt_state, {**{n: metrics[n] for n in names},
+                               "critic_grad_norm": metrics["grad_norm"]}
 
 
 def episode_returns(metrics: dict[str, jax.Array]) -> jax.Array:

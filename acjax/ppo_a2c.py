@@ -13,7 +13,6 @@ report between chunks. Run it from the shell with
 from __future__ import annotations
 
 import dataclasses
-import itertools
 from collections.abc import Callable
 from typing import Any, Literal, NamedTuple
 
@@ -23,6 +22,7 @@ import jax.numpy as jnp
 import optax
 
 from acjax import losses, parallel, returns
+from acjax.backend import hidden_products
 from acjax.config import (
     check_nonnegative,
     check_positive,
@@ -495,8 +495,6 @@ def sgd_step_flops(argv: list[str], saved: PPOA2CConfig | None = None) -> int | 
     actor and the critic (forward and backward; input and output layers left out, since the
     observation size is not known yet). None when the flags cannot be read.
     """
-    import argparse
-
     from acjax import cli, presets
 
     base = saved
@@ -505,16 +503,11 @@ def sgd_step_flops(argv: list[str], saved: PPOA2CConfig | None = None) -> int | 
         algo = algo or "ppo"
         fields = {**presets._ALGO_DEFAULTS.get(algo, {}), **presets._PRESETS.get((env, algo), {})}
         base = dataclasses.replace(PPOA2CConfig(), **fields)
-    parser = argparse.ArgumentParser(add_help=False, exit_on_error=False)
-    for name in ("num_envs", "num_steps", "num_minibatches"):
-        parser.add_argument(flag(name), "--" + name, type=int, default=getattr(base, name))
-    net = base.network
-    for name in ("hidden_sizes", "critic_hidden_sizes"):
-        parser.add_argument(flag("network." + name), "--network." + name, type=int,
-                            nargs="*", default=list(getattr(net, name)), dest=name)
-    try:
-        known, _ = parser.parse_known_args(argv)
-    except (argparse.ArgumentError, SystemExit):
+    known = cli.peek_config_flags(
+        argv, base, "num_envs", "num_steps", "num_minibatches", "network.hidden_sizes",
+        "network.critic_hidden_sizes",
+    )
+    if known is None:
         return None
     return step_flops(
         known.num_envs * known.num_steps // max(known.num_minibatches, 1),
@@ -527,9 +520,7 @@ def step_flops(samples: int, hidden_sizes, critic_hidden_sizes=()) -> int:
     forward and backward pass without the input and output layers (see `sgd_step_flops`)."""
     actor = list(hidden_sizes)
     critic = list(critic_hidden_sizes) or actor
-    products = sum(a * b for layers in (actor, critic)
-                   for a, b in itertools.pairwise(layers))
-    return 6 * samples * max(products, 1)
+    return 6 * samples * max(hidden_products(actor) + hidden_products(critic), 1)
 
 
 def main(argv: list[str] | None = None) -> dict:

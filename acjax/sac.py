@@ -45,6 +45,7 @@ from acjax.offpolicy import (
     OffPolicyConfig,
     Trainer,
     Transition,
+    critic_update,
     make_offpolicy_train,
     make_optimizer,
     make_sgd_step_flops,
@@ -185,9 +186,6 @@ def make_agent(config: SACConfig, spec: EnvSpec) -> Agent:
     def greedy(params: SACParams, obs):
         return actor.apply(params.actor, obs).mode()
 
-    def critic_loss(critic_params, batch: Transition, target):
-        return losses.critic_loss(critic.apply(critic_params, batch.obs, batch.action), target)
-
     def actor_loss(actor_params, critic_params, obs, key, alpha):
         action, log_prob = actor.apply(actor_params, obs).sample_and_log_prob(key)
         q = critic.apply(jax.lax.stop_gradient(critic_params), obs, action)
@@ -207,8 +205,8 @@ def make_agent(config: SACConfig, spec: EnvSpec) -> Agent:
         target = losses.sac_target(
             batch.reward, batch.terminated, hp.gamma, q_next, next_log_prob, alpha
         )
-        critic_params, critic_state, critic_metrics = gradient_update(
-            critic_loss, critic_opt, params.critic, opt_state.critic, batch, target
+        critic_params, critic_state, critic_metrics = critic_update(
+            critic, critic_opt, params.critic, opt_state.critic, batch, target
         )
         actor_params, actor_state, actor_metrics = gradient_update(
             actor_loss, actor_opt, params.actor, opt_state.actor, critic_params, batch.obs,
@@ -217,11 +215,7 @@ def make_agent(config: SACConfig, spec: EnvSpec) -> Agent:
         log_prob = actor_metrics.pop("log_prob")
         log_alpha, alpha_state = params.log_alpha, opt_state.alpha
         metrics = {
-            "critic_loss": critic_metrics["critic_loss"],
-            "q_mean": critic_metrics["q_mean"],
-            "target_mean": critic_metrics["target_mean"],
-            "td_error_abs": critic_metrics["td_error_abs"],
-            "critic_grad_norm": critic_metrics["grad_norm"],
+            **critic_metrics,
             "actor_loss": actor_metrics["actor_loss"],
             "actor_grad_norm": actor_metrics["grad_norm"],
             "entropy": actor_metrics["entropy"],

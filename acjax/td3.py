@@ -43,6 +43,7 @@ from acjax.offpolicy import (
     Trainer,
     Transition,
     cond_update,
+    critic_update,
     make_offpolicy_train,
     make_optimizer,
     make_sgd_step_flops,
@@ -223,9 +224,6 @@ def make_agent(config: TD3Config, spec: EnvSpec) -> Agent:
         )
         return jnp.clip(mu + noise, -1.0, 1.0), noise
 
-    def critic_loss(critic_params, batch: Transition, target):
-        return losses.critic_loss(critic.apply(critic_params, batch.obs, batch.action), target)
-
     def actor_loss(actor_params, first_critic, obs):
         action = actor.apply(actor_params, obs)
         q_sum, dq_da = jax.value_and_grad(
@@ -244,8 +242,8 @@ def make_agent(config: TD3Config, spec: EnvSpec) -> Agent:
             )
         q_next = critic.apply(params.target_critic, batch.next_obs, next_action)  # [K, N]
         target = losses.td3_target(batch.reward, batch.terminated, hp.gamma, q_next)
-        critic_params, critic_state, critic_metrics = gradient_update(
-            critic_loss, critic_opt, params.critic, opt_state.critic, batch, target
+        critic_params, critic_state, critic_metrics = critic_update(
+            critic, critic_opt, params.critic, opt_state.critic, batch, target
         )
 
         def actor_step(operand):
@@ -275,11 +273,7 @@ def make_agent(config: TD3Config, spec: EnvSpec) -> Agent:
             operand, actor_metrics = cond_update((step + 1) % delay == 0, actor_step, operand)
         actor_params, actor_state, target_actor, target_critic = operand
         metrics = {
-            "critic_loss": critic_metrics["critic_loss"],
-            "q_mean": critic_metrics["q_mean"],
-            "target_mean": critic_metrics["target_mean"],
-            "td_error_abs": critic_metrics["td_error_abs"],
-            "critic_grad_norm": critic_metrics["grad_norm"],
+            **critic_metrics,
             **actor_metrics,
         }
         new_params = TD3Params(actor_params, critic_params, target_actor, target_critic)

@@ -58,7 +58,8 @@ def _notes(cfg: dict) -> list[str]:
     return notes
 
 
-def _act_of(trainer):
+def greedy_act_of(trainer):
+    """`state -> (obs -> greedy action)` for `_common.greedy_eval`."""
     import jax
 
     key = jax.random.PRNGKey(0)  # unused: the greedy action draws nothing
@@ -121,7 +122,7 @@ def train_single(spec: dict, t0: float) -> dict:
 
     eval_key = jax.random.PRNGKey(spec["seed"] + 99)
     res["final_return"], res["final_return_min"] = greedy_eval(
-        _act_of(trainer), state, eval_key, spec["eval_episodes"]
+        greedy_act_of(trainer), state, eval_key, spec["eval_episodes"]
     )
     returns, _ = jax.jit(trainer.evaluate, static_argnums=2)(
         state, eval_key, spec["eval_episodes"]
@@ -170,7 +171,7 @@ def train_vmap(spec: dict, t0: float) -> dict:
 
     eval_keys = jax.random.split(jax.random.PRNGKey(spec["seed"] + 99), k)
     res["final_return"], res["final_return_min"] = greedy_eval(
-        _act_of(trainer), state, eval_keys, spec["eval_episodes"]
+        greedy_act_of(trainer), state, eval_keys, spec["eval_episodes"]
     )
     res["num_devices"] = 1
     res["layout"] = "jit(vmap(train)) on 1 device"
@@ -247,7 +248,7 @@ def train_cli(spec: dict, t0: float) -> dict:
 
     agents = jax.device_get(runner.agent_state(state))  # leaves [K, ...] on the host
     res["final_return"], res["final_return_min"] = greedy_eval(
-        _act_of(runner.trainer), agents, eval_keys, spec["eval_episodes"]
+        greedy_act_of(runner.trainer), agents, eval_keys, spec["eval_episodes"]
     )
     res["num_devices"] = layout.num_devices
     res["layout"] = layout.describe()
@@ -317,7 +318,7 @@ def train_zoo(spec: dict, t0: float) -> dict:
         del other
 
     res["final_return"], res["final_return_min"] = greedy_eval(
-        _act_of(trainer), state, jax.random.PRNGKey(spec["seed"] + 99), spec["eval_episodes"]
+        greedy_act_of(trainer), state, jax.random.PRNGKey(spec["seed"] + 99), spec["eval_episodes"]
     )
     res["updates_per_chunk"], res["num_chunks"] = per_chunk, num_chunks
     res["num_devices"] = jax.local_device_count()

@@ -15,9 +15,7 @@ helper rejax's runner uses (`_common.greedy_eval` on gymnax's environment).
 from __future__ import annotations
 
 from _common import base_result, greedy_eval, since
-
-STEADY_SEED_OFFSET = 10_000
-"""Seed of the second (steady-state) run: the first run's plus this."""
+from acjax_ppo import STEADY_SEED_OFFSET, greedy_act_of
 
 
 def config_of(argv: list[str]):
@@ -43,13 +41,6 @@ def hyperparameters(config) -> dict:
         critic_hidden_sizes=list(config.network.critic_sizes),
         activation=config.network.activation,
     )
-
-
-def _act_of(trainer):
-    import jax
-
-    key = jax.random.PRNGKey(0)  # unused: the greedy action draws nothing
-    return lambda state: (lambda obs: trainer.act(state, obs, key, True))
 
 
 def train_single(spec: dict, t0: float) -> dict:
@@ -94,7 +85,7 @@ def train_single(spec: dict, t0: float) -> dict:
 
     eval_key = jax.random.PRNGKey(spec["seed"] + 99)
     res["final_return"], res["final_return_min"] = greedy_eval(
-        _act_of(trainer), state, eval_key, spec["eval_episodes"], env_name=config.env
+        greedy_act_of(trainer), state, eval_key, spec["eval_episodes"], env_name=config.env
     )
     returns, _ = jax.jit(trainer.evaluate, static_argnums=2)(
         state, eval_key, spec["eval_episodes"]

@@ -33,8 +33,6 @@ def _linear(initial: float):
 
 def _train(spec: dict, t0: float, library: str) -> dict:
     res = base_result(spec)
-    import gymnasium as gym
-    import numpy as np
 
     if library == "sb3":
         import torch
@@ -44,8 +42,6 @@ def _train(spec: dict, t0: float, library: str) -> dict:
         from sbx import PPO
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.env_util import make_vec_env
-    from stable_baselines3.common.evaluation import evaluate_policy
-    from stable_baselines3.common.monitor import Monitor
 
     res["import_seconds"] = since(t0)
 
@@ -103,29 +99,44 @@ def _train(spec: dict, t0: float, library: str) -> dict:
     clock = SolveClock(t0, spec["solve_threshold"], spec["solve_window"])
     t = since(t0)
     model.learn(total_timesteps=steps, callback=SolveCallback(clock))
-    res["train_seconds"] = since(t0) - t
-    res["time_to_result_seconds"] = since(t0)
+    finish_learned(res, model, spec, t0, t, library, "CartPole-v1",
+                   SB3_DIFFERENCES if library == "sb3" else SBX_DIFFERENCES)
     res["time_to_solve_seconds"], res["solve_env_steps"] = clock.seconds, clock.env_steps
     recent = clock.recent_mean()
     res["final_train_return"] = None if recent is None else float(recent)
+    return res
+
+
+def finish_learned(res: dict, model, spec: dict, t0: float, learn_start: float, library: str,
+                   env_id: str, notes: list[str]) -> None:
+    """Fills `res` right after `model.learn()` (started at `learn_start`): training time, time
+    to result, steady steps/s (steps / learn() time), the greedy return over
+    `spec["eval_episodes"]` episodes of a fresh gymnasium `env_id` (deterministic
+    `evaluate_policy`), the library's notes and thread count."""
+    import gymnasium as gym
+    import numpy as np
+    from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.monitor import Monitor
+
+    res["train_seconds"] = since(t0) - learn_start
+    res["time_to_result_seconds"] = since(t0)
     res["env_steps"] = res["aggregate_env_steps"] = int(model.num_timesteps)
     res["steady_seconds"] = res["train_seconds"]
     res["steady_steps_per_second"] = model.num_timesteps / res["train_seconds"]
 
-    eval_env = Monitor(gym.make("CartPole-v1"))
-    eval_env.reset(seed=seed + 99)
+    eval_env = Monitor(gym.make(env_id))
+    eval_env.reset(seed=spec["seed"] + 99)
     returns, _ = evaluate_policy(model, eval_env, n_eval_episodes=spec["eval_episodes"],
                                  deterministic=True, return_episode_rewards=True)
     res["final_return"], res["final_return_min"] = spread([np.mean(returns)])
     res["num_devices"] = 1
     if library == "sb3":
+        import torch
+
         res["torch_threads"] = torch.get_num_threads()
-        res["notes"] += SB3_DIFFERENCES
-    else:
-        res["notes"] += SBX_DIFFERENCES
+    res["notes"] += notes
     res["notes"].append("compile_seconds 0: no separate compile step (sbx jits inside learn())"
                         if library == "sbx" else "compile_seconds 0: PyTorch, eager")
-    return res
 
 
 def train_sb3(spec: dict, t0: float) -> dict:

@@ -11,7 +11,8 @@ is steps / `learn()` time; the final policy is evaluated with `evaluate_policy`
 
 from __future__ import annotations
 
-from _common import base_result, since, spread
+from _common import base_result, since
+from sb3_ppo import finish_learned
 
 SB3_SAC_DIFFERENCES = [
     ("SB3 / sbx step gymnasium's Pendulum-v1 (NumPy, one env in a DummyVecEnv, a Python loop "
@@ -44,8 +45,6 @@ def _zoo_kwargs(zoo: dict) -> dict:
 
 def _train(spec: dict, t0: float, library: str) -> dict:
     res = base_result(spec)
-    import gymnasium as gym
-    import numpy as np
 
     if library == "sb3":
         import torch
@@ -54,8 +53,6 @@ def _train(spec: dict, t0: float, library: str) -> dict:
         import flax.linen as nn
         from sbx import SAC
     from stable_baselines3.common.env_util import make_vec_env
-    from stable_baselines3.common.evaluation import evaluate_policy
-    from stable_baselines3.common.monitor import Monitor
 
     res["import_seconds"] = since(t0)
 
@@ -78,26 +75,9 @@ def _train(spec: dict, t0: float, library: str) -> dict:
 
     t = since(t0)
     model.learn(total_timesteps=steps)
-    res["train_seconds"] = since(t0) - t
-    res["time_to_result_seconds"] = since(t0)
-    res["env_steps"] = res["aggregate_env_steps"] = int(model.num_timesteps)
-    res["steady_seconds"] = res["train_seconds"]
-    res["steady_steps_per_second"] = model.num_timesteps / res["train_seconds"]
-
-    eval_env = Monitor(gym.make(cfg["env"]))
-    eval_env.reset(seed=seed + 99)
-    returns, _ = evaluate_policy(model, eval_env, n_eval_episodes=spec["eval_episodes"],
-                                 deterministic=True, return_episode_rewards=True)
-    res["final_return"], res["final_return_min"] = spread([np.mean(returns)])
-    res["num_devices"] = 1
+    finish_learned(res, model, spec, t0, t, library, cfg["env"],
+                   SB3_SAC_DIFFERENCES + (SBX_SAC_DIFFERENCES if library == "sbx" else []))
     res["hyperparameters"] = dict(zoo, total_timesteps=steps)
-    res["notes"] += SB3_SAC_DIFFERENCES
-    if library == "sb3":
-        res["torch_threads"] = torch.get_num_threads()
-    else:
-        res["notes"] += SBX_SAC_DIFFERENCES
-    res["notes"].append("compile_seconds 0: no separate compile step (sbx jits inside learn())"
-                        if library == "sbx" else "compile_seconds 0: PyTorch, eager")
     return res
 
 
