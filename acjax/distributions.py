@@ -96,8 +96,11 @@ class Categorical(NamedTuple):
         chex.assert_type(actions, int)
         chex.assert_shape(actions, self.logits.shape[:-1])
         log_p = self.all_log_probs()
-        index = actions.astype(jnp.int32)[..., None]
-        return jnp.take_along_axis(log_p, index, axis=-1)[..., 0]
+        # A masked sum rather than a gather: the same value (one term, the rest exact zeros),
+        # and its gradient is elementwise, where a gather's is a scatter (separate kernels).
+        index = jax.lax.broadcasted_iota(jnp.int32, log_p.shape, log_p.ndim - 1)
+        onehot = index == actions.astype(jnp.int32)[..., None]
+        return jnp.sum(jnp.where(onehot, log_p, 0.0), axis=-1)
 
     def entropy(self) -> Array:
         """Entropy, H(π) = -Σₐ π(a) log π(a).

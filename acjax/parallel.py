@@ -32,6 +32,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from acjax import backend, programs
+
 DATA_AXIS = "data"
 """Name of the device axis over which environments (and gradients) are split."""
 
@@ -320,10 +322,11 @@ def make_runner(
     v_chunk = jax.vmap(trainer.train_chunk)
     v_eval = jax.vmap(evaluate_one)
 
+    options = backend.compiler_options()
     if n == 1 and axis is None:
-        init_fn = jax.jit(v_init)
-        chunk_fn = jax.jit(v_chunk, donate_argnums=0)
-        eval_fn = jax.jit(v_eval)
+        init_fn = jax.jit(v_init, compiler_options=options)
+        chunk_fn = jax.jit(v_chunk, donate_argnums=0, compiler_options=options)
+        eval_fn = jax.jit(v_eval, compiler_options=options)
 
         def to_dev(x):
             return x
@@ -348,7 +351,7 @@ def make_runner(
     else:  # environments split over devices: every device holds every agent
         init_fn = jax.pmap(v_init, axis_name=axis)
         chunk_fn = jax.pmap(v_chunk, axis_name=axis, donate_argnums=0)
-        eval_fn = jax.jit(v_eval)
+        eval_fn = jax.jit(v_eval, compiler_options=options)
 
         def to_dev(x):
             return jax.tree.map(lambda y: jnp.broadcast_to(y, (n,) + y.shape), x)
@@ -372,10 +375,20 @@ def make_runner(
         process-local ones, so there the first call compiles.
         """
         if "chunk" not in compiled:
-            compiled["chunk"] = (
-                chunk_fn.lower(state, to_dev(hparams)).compile()
-                if layout.num_processes == 1 else chunk_fn
-            )
+            if n == 1 and axis is None and layout.num_processes == 1:
+                # One device: through a saved program when JAX's compilation cache is on, so
+                # a repeated run skips tracing and lowering as well (acjax.programs).
+                compiled["chunk"], _ = programs.compile_state_program(
+                    v_chunk, (state, hparams), state_like=state,
+                    name=f"chunk/{trainer.updates_per_chunk}", config=config, donate_state=True,
+                )
+            else:
+                # pmap: XLA's default options, as a multi-process run (compiled on its first
+                # call) gets them, so one process with N devices matches N processes bit for bit.
+                compiled["chunk"] = (
+                    chunk_fn.lower(state, to_dev(hparams)).compile()
+                    if layout.num_processes == 1 else chunk_fn
+                )
         return compiled["chunk"]
 
     def chunk(state, hparams):

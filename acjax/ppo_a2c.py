@@ -42,7 +42,7 @@ from acjax.envs import (
 )
 from acjax.networks import ActorCritic, NetworkConfig, make_actor_critic
 from acjax.rollout import EnvCarry, Transition, reset_envs, rollout
-from acjax.training import chunk_size, evaluate_policy, gradient_update
+from acjax.training import chunk_size, evaluate_policy, gradient_update, permutation
 
 Algo = Literal["ppo", "a2c"]
 
@@ -429,7 +429,7 @@ def make_train(
             # epochs' orders are drawn up front in one vectorised sort.
             def env_orders(epoch_key):
                 keys = parallel.shard_keys(epoch_key, config.num_envs, axis_name)
-                return jax.vmap(lambda k: jax.random.permutation(k, t))(keys).T  # [T, B]
+                return jax.vmap(lambda k: permutation(k, t))(keys).T  # [T, B]
 
             orders = jax.vmap(env_orders)(jax.random.split(sgd_key, config.update_epochs))
         (params, opt_state), sgd_metrics = jax.lax.scan(

@@ -13,6 +13,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import optax
+from jax.flatten_util import ravel_pytree
 
 from acjax.rollout import reset_envs
 
@@ -37,7 +38,10 @@ def gradient_update(
     if axis_name is not None:
         grads = jax.lax.pmean(grads, axis_name)
         metrics = jax.lax.pmean(metrics, axis_name)
-    metrics["grad_norm"] = optax.tree.norm(grads)
+    # One reduction over the raveled gradients (XLA shares the concatenation with the
+    # optimizer's own ravel) instead of a reduction per parameter leaf.
+    flat_grads, _ = ravel_pytree(grads)
+    metrics["grad_norm"] = jnp.sqrt(jnp.sum(jnp.square(flat_grads)))
     updates, opt_state = optimizer.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, metrics
 
@@ -84,6 +88,34 @@ def evaluate_policy(
     init = (obs, env_state, zeros, jnp.zeros((num_episodes,), jnp.int32), zeros > 0)
     (_, _, ret, length, _), _ = jax.lax.scan(step, init, jax.random.split(run_key, max_steps))
     return ret, length
+
+
+PACKED_PERMUTATION_MAX = 1024
+"""Largest `n` `permutation` draws by one sort of packed keys; larger ones use JAX's."""
+
+
+def permutation(key: chex.PRNGKey, n: int) -> jax.Array:
+    """A random permutation of `range(n)`, `int32[n]`: minibatch orders in one cheap sort.
+
+    `jax.random.permutation(key, n)` (for n <= 1625) splits `key`, draws one 32-bit word per
+    element and sorts the words together with the indices (a key-value sort). Here the same
+    words are drawn, their low `ceil(log2 n)` bits replaced by the element's index, and the
+    packed words sorted alone; the low bits of the sorted words are the permutation. That is
+    JAX's permutation exactly unless two words agree in all their high bits (probability
+    about `n^2 / 2^(33 - log2 n)` per call, 2.4e-4 for n = 128), when the two go in index
+    order, as JAX's stable sort orders fully equal words. On a 2-core CPU it took 62-67 us
+    instead of 227-241 us for 16 permutations of 128, and 14.5 ms instead of 55 ms for 8,192
+    of 64. Larger `n` than `PACKED_PERMUTATION_MAX` (fewer random bits left) falls back to
+    `jax.random.permutation`.
+    """
+    if n > PACKED_PERMUTATION_MAX:
+        return jax.random.permutation(key, n)
+    _, subkey = jax.random.split(key)
+    words = jax.random.bits(subkey, (n,), jnp.uint32)
+    index_bits = max(1, (n - 1).bit_length())
+    mask = jnp.uint32((1 << index_bits) - 1)
+    packed = (words & ~mask) | jnp.arange(n, dtype=jnp.uint32)
+    return (jax.lax.sort(packed, is_stable=False) & mask).astype(jnp.int32)
 
 
 def chunk_size(num_updates: int, num_reports: int) -> int:

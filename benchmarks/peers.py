@@ -212,8 +212,8 @@ WORKLOADS: dict[str, Workload] = {
     "ppo-cartpole": Workload(
         "PPO on CartPole-v1 at PureJaxRL's configuration (4 envs x 128 steps, 4 epochs x 4 "
         "minibatches, 64x64 tanh), one seed; acjax-cache-cold / -warm: acjax "
-        "with the persistent compilation cache in a fresh directory, then again with it "
-        "filled; acjax runs its small SGD steps on a one-thread execution pool as its command "
+        "with the persistent compilation cache and its saved programs "
+        "(acjax.programs.compile_train) in a fresh directory, then again with both filled; acjax runs its small SGD steps on a one-thread execution pool as its command "
         "line does, acjax-all-threads on JAX's default pool (one thread per core), "
         "rejax-1thread is rejax started the way acjax starts",
         runners={

@@ -1,7 +1,9 @@
 """acjax PPO runners of `benchmarks/peers.py` (each runs in its own child process).
 
-* `train_single`: `jax.jit(trainer.train)` compiled ahead of time, one seed;
-* `train_vmap`: `jax.jit(jax.vmap(trainer.train))` over K seeds on one device;
+* `train_single`: `acjax.backend.jit(trainer.train)` (`jax.jit` with acjax's compile options)
+  compiled ahead of time, one seed; with a cache directory (`acjax-cache-cold` / `-warm`),
+  `acjax.programs.compile_train` with JAX's compilation cache there;
+* `train_vmap`: `acjax.backend.jit(jax.vmap(trainer.train))` over K seeds on one device;
 * `train_cli`: K seeds the way `python -m acjax.ppo_a2c --num-seeds K` trains them: the CPU split
   into the command line's default number of XLA devices, `acjax.parallel.choose_layout` and
   `make_runner`, jitted chunks with the host between them;
@@ -78,6 +80,7 @@ def train_single(spec: dict, t0: float) -> dict:
     res = base_result(spec)
     import jax
 
+    from acjax import backend
     from acjax.ppo_a2c import make_train
 
     cache_dir = spec.get("cache_dir")
@@ -95,13 +98,21 @@ def train_single(spec: dict, t0: float) -> dict:
 
     files_before = _cache_files(cache_dir)
     t = since(t0)
-    train = jax.jit(trainer.train).lower(key).compile()
+    if cache_dir:
+        # As a user with the compilation cache on: through acjax's saved programs, so that a
+        # second run skips tracing and lowering as well as XLA.
+        from acjax.programs import compile_train
+
+        train, saved = compile_train(trainer, key)
+    else:
+        train = backend.jit(trainer.train).lower(key).compile()
     res["compile_seconds"] = since(t0) - t
     if cache_dir:
         files_after = _cache_files(cache_dir)
         res["compilation_cache"] = dict(
             dir=cache_dir, files_before=files_before, files_after=files_after,
             outcome="hit" if files_before and files_after == files_before else "miss",
+            saved_program=saved.outcome,
         )
 
     t = since(t0)
@@ -137,6 +148,7 @@ def train_vmap(spec: dict, t0: float) -> dict:
     res = base_result(spec)
     import jax
 
+    from acjax import backend
     from acjax.ppo_a2c import make_train
 
     res["import_seconds"] = since(t0)
@@ -149,7 +161,7 @@ def train_vmap(spec: dict, t0: float) -> dict:
     res["setup_seconds"] = since(t0) - t
 
     t = since(t0)
-    train = jax.jit(jax.vmap(trainer.train)).lower(keys).compile()
+    train = backend.jit(jax.vmap(trainer.train)).lower(keys).compile()
     res["compile_seconds"] = since(t0) - t
 
     t = since(t0)
@@ -266,6 +278,7 @@ def train_zoo(spec: dict, t0: float) -> dict:
     import jax
     import numpy as np
 
+    from acjax import backend
     from acjax.ppo_a2c import episode_returns, make_train
 
     res["import_seconds"] = since(t0)
@@ -278,8 +291,8 @@ def train_zoo(spec: dict, t0: float) -> dict:
     res["setup_seconds"] = since(t0) - t
 
     t = since(t0)
-    init = jax.jit(trainer.init).lower(key).compile()
-    chunk = jax.jit(trainer.train_chunk, donate_argnums=0).lower(init(key)).compile()
+    init = backend.jit(trainer.init).lower(key).compile()
+    chunk = backend.jit(trainer.train_chunk, donate_argnums=0).lower(init(key)).compile()
     res["compile_seconds"] = since(t0) - t
 
     per_chunk = trainer.updates_per_chunk

@@ -2,8 +2,8 @@
 
 * `train_single`: one seed, the configuration built from command-line flags exactly as
   `python -m acjax.sac FLAGS` builds it (`acjax.cli.parse_args` over `acjax.presets.sac_preset`),
-  then `acjax.sac.make_train(config)` and `jax.jit(trainer.train)` compiled ahead of time, like
-  `acjax_ppo.train_single`. The flags are the workload configuration's `acjax_argv[framework]`
+  then `acjax.sac.make_train(config)` and `acjax.backend.jit(trainer.train)` compiled ahead of
+  time, like `acjax_ppo.train_single`. The flags are the workload configuration's `acjax_argv[framework]`
   (`acjax`: just `--env Pendulum-v1`, i.e. acjax's Pendulum preset; `acjax-ref`: the peers'
   reference hyperparameters) plus `--total-timesteps`.
 
@@ -47,6 +47,7 @@ def train_single(spec: dict, t0: float) -> dict:
     res = base_result(spec)
     import jax
 
+    from acjax import backend
     from acjax.sac import make_train
 
     res["import_seconds"] = since(t0)
@@ -61,7 +62,7 @@ def train_single(spec: dict, t0: float) -> dict:
     res["setup_seconds"] = since(t0) - t
 
     t = since(t0)
-    train = jax.jit(trainer.train).lower(key).compile()
+    train = backend.jit(trainer.train).lower(key).compile()
     res["compile_seconds"] = since(t0) - t
 
     t = since(t0)
