@@ -60,6 +60,20 @@ def _notes(cfg: dict) -> list[str]:
     return notes
 
 
+def time_steady(res: dict, train, seed: int, steps: int) -> None:
+    """Times a second call of the compiled `train(key)` with another seed: `steady_seconds`
+    and `steady_steps_per_second` (`steps` env steps per call) go into `res`."""
+    import time
+
+    import jax
+
+    t = time.perf_counter()
+    other, _ = train(jax.random.PRNGKey(seed + STEADY_SEED_OFFSET))
+    jax.block_until_ready(other)
+    res["steady_seconds"] = time.perf_counter() - t
+    res["steady_steps_per_second"] = steps / res["steady_seconds"]
+
+
 def greedy_act_of(trainer):
     """`state -> (obs -> greedy action)` for `_common.greedy_eval`."""
     import jax
@@ -124,12 +138,7 @@ def train_single(spec: dict, t0: float) -> dict:
     res["env_steps"] = res["aggregate_env_steps"] = steps
 
     if spec.get("steady", True):
-        t = since(t0)
-        other, _ = train(jax.random.PRNGKey(spec["seed"] + STEADY_SEED_OFFSET))
-        jax.block_until_ready(other)
-        res["steady_seconds"] = since(t0) - t
-        res["steady_steps_per_second"] = steps / res["steady_seconds"]
-        del other
+        time_steady(res, train, spec["seed"], steps)
 
     eval_key = jax.random.PRNGKey(spec["seed"] + 99)
     res["final_return"], res["final_return_min"] = greedy_eval(

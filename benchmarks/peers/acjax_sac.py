@@ -15,7 +15,7 @@ helper rejax's runner uses (`_common.greedy_eval` on gymnax's environment).
 from __future__ import annotations
 
 from _common import base_result, greedy_eval, since
-from acjax_ppo import STEADY_SEED_OFFSET, greedy_act_of
+from acjax_ppo import greedy_act_of, time_steady
 
 
 def config_of(argv: list[str]):
@@ -77,12 +77,7 @@ def train_single(spec: dict, t0: float) -> dict:
         res["notes"].append(f"acjax trained {trained} steps, expected {steps}")
 
     if spec.get("steady", True):
-        t = since(t0)
-        other, _ = train(jax.random.PRNGKey(spec["seed"] + STEADY_SEED_OFFSET))
-        jax.block_until_ready(other)
-        res["steady_seconds"] = since(t0) - t
-        res["steady_steps_per_second"] = steps / res["steady_seconds"]
-        del other
+        time_steady(res, train, spec["seed"], steps)
 
     eval_key = jax.random.PRNGKey(spec["seed"] + 99)
     res["final_return"], res["final_return_min"] = greedy_eval(
