@@ -244,6 +244,7 @@ class Checkpointer:
                 "checkpoint (runs write one at the end and every --checkpoint-every env steps)"
             )
         multiprocessing = ocp.options.MultiprocessingOptions()
+        async_options = None
         if num_processes > 1:  # every process writes only its own directory
             if not read_only:
                 self.directory.mkdir(parents=True, exist_ok=True)
@@ -251,6 +252,11 @@ class Checkpointer:
                 primary_host=process_index, active_processes={process_index},
                 barrier_sync_key_prefix=f"acjax-process{process_index}",
             )
+            # Orbax announces "directory created" under coordination-service keys named only
+            # by a per-process operation counter, so one process's announcement would let
+            # another write into a directory that does not exist yet. Creating the
+            # directories before the background write starts needs no announcement.
+            async_options = ocp.options.AsyncOptions(create_directories_asynchronously=False)
         options = ocp.CheckpointManagerOptions(
             max_to_keep=keep,
             create=not read_only and num_processes == 1,
@@ -258,6 +264,7 @@ class Checkpointer:
             enable_async_checkpointing=not read_only,
             cleanup_tmp_directories=not read_only,
             multiprocessing_options=multiprocessing,
+            async_options=async_options,
         )
         self._manager = ocp.CheckpointManager(self.directory, options=options)
 

@@ -187,7 +187,8 @@ def test_two_processes_train_one_agent_like_one_process(tmp_path):
     run = tmp_path / "two"
     procs = [
         _cli(*COMMON, "--run-dir", str(run), "--coordinator-address", address,
-             "--num-processes", "2", "--process-id", str(i), devices=1, cwd=tmp_path)
+             "--num-processes", "2", "--process-id", str(i), "--checkpoint-every", "512",
+             devices=1, cwd=tmp_path)
         for i in range(2)
     ]
     single = _cli(*COMMON, "--run-dir", str(tmp_path / "one"), "--device-split", "envs",
@@ -213,6 +214,10 @@ def test_two_processes_train_one_agent_like_one_process(tmp_path):
     diff = max(float(np.max(np.abs(a[k] - b[k]))) for k in a)
     print(f"max |params(2 processes) - params(1 process, 1 device)| = {diff:.2e}")
     assert diff < 1e-4
+    # Each process saved its own checkpoints, both complete, none left half-written (the
+    # processes' saves overlap in time and share one coordination service).
+    for name in ("checkpoints", "checkpoints-process1"):
+        assert sorted(p.name for p in (run / name).iterdir()) == ["2048", "4096"], name
 
 
 def test_cli_devices_and_sweeps(tmp_path):
