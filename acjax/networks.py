@@ -116,6 +116,21 @@ def _dense(features: int, gain: float, bias: float = 0.0) -> nn.Dense:
     )
 
 
+def _dense_apply(params: Params, x: jax.Array) -> jax.Array:
+    """`nn.Dense.__call__` on a `{"kernel", "bias"}` tree: `x @ kernel + bias`."""
+    y = jax.lax.dot_general(x, params["kernel"], (((x.ndim - 1,), (0,)), ((), ())))
+    return y + jnp.reshape(params["bias"], (1,) * (y.ndim - 1) + (-1,))
+
+
+def _mlp_apply(
+    params: Params, x: jax.Array, num_layers: int, act: Callable[[jax.Array], jax.Array]
+) -> jax.Array:
+    """`MLP.__call__` on its parameter tree (`Dense_0` ... `Dense_{num_layers - 1}`)."""
+    for i in range(num_layers):
+        x = act(_dense_apply(params[f"Dense_{i}"], x))
+    return x
+
+
 class MLP(nn.Module):
     """Hidden layers only: `[..., in] -> [..., hidden_sizes[-1]]`."""
 
@@ -260,17 +275,51 @@ def make_actor_critic(spec: EnvSpec, config: NetworkConfig = NetworkConfig()) ->
         loc, log_std = out
         return Categorical(loc) if spec.discrete else DiagGaussian(loc, log_std)
 
+    act = _ACTIVATIONS[config.activation]
+    actor_trunk, critic_trunk = ("trunk", "trunk") if config.shared else (
+        "actor_trunk", "critic_trunk")
+    actor_layers = len(config.hidden_sizes)
+    critic_layers = actor_layers if config.shared else len(
+        config.critic_hidden_sizes or config.hidden_sizes)
+    detach = config.shared and config.detach_critic
+
+    # Applied as plain functions of the module's parameter tree (the same operations as
+    # `module.apply`, tested equal bit for bit): flax's `apply` re-derives every parameter's
+    # shape from its initializer on each call, which made tracing a training step slow.
+    def policy_out(params, h):
+        out = _dense_apply(params["policy_head"]["Dense_0"], h)
+        if head.discrete:
+            return out, None
+        if head.log_std == "state_dependent":
+            log_std = _dense_apply(params["policy_head"]["Dense_1"], h)
+        else:
+            log_std = jnp.broadcast_to(params["policy_head"]["log_std"], out.shape)
+        return out, jnp.clip(log_std, LOG_STD_MIN, LOG_STD_MAX)
+
+    def value_out(params, h):
+        if detach:
+            h = jax.lax.stop_gradient(h)
+        return _dense_apply(params["value_head"], h)[..., 0]
+
     def init(key, obs):
         return module.init(key, flatten(obs))["params"]
 
     def policy(params, obs):
-        return to_dist(module.apply({"params": params}, flatten(obs), method="policy"))
+        h = _mlp_apply(params.get(actor_trunk, {}), flatten(obs), actor_layers, act)
+        return to_dist(policy_out(params, h))
+
+    def value_of(params, x):
+        h = _mlp_apply(params.get(critic_trunk, {}), x, critic_layers, act)
+        return value_out(params, h)
 
     def value(params, obs):
-        return module.apply({"params": params}, flatten(obs), method="value")
+        return value_of(params, flatten(obs))
 
     def policy_and_value(params, obs):
-        out, v = module.apply({"params": params}, flatten(obs))
+        x = flatten(obs)
+        h = _mlp_apply(params.get(actor_trunk, {}), x, actor_layers, act)
+        out = policy_out(params, h)  # before the value, as in the module (same gradient sums)
+        v = value_out(params, h) if config.shared else value_of(params, x)
         return to_dist(out), v
 
     return ActorCritic(init, policy, value, policy_and_value)

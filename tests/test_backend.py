@@ -23,20 +23,34 @@ def _draws(seed):
         "categorical": jax.random.categorical(k1, jnp.zeros((9, 3))),
         "permutation": jax.random.permutation(k3, 128),
         "bits": jax.random.bits(k1, (17,), jnp.uint32),
+        # Batched keys: the hash's key words and counts then have different shapes.
+        "vmapped_bits": jax.vmap(lambda k: jax.random.bits(k, (3, 5)))(jax.random.split(k2, 4)),
+        "vmapped_fold_in": jax.vmap(
+            lambda k: jax.vmap(lambda i: jax.random.fold_in(k, i))(jnp.arange(6))
+        )(jax.random.split(k3, 4)),
     }
 
 
 def test_unrolled_threefry_draws_bit_identical_numbers():
+    from jax._src.interpreters import mlir
+    from jax._src.random import threefry2x32 as threefry
+
     try:
         assert backend.unroll_cpu_threefry(False)
         # A fresh function object per lowering: jit caches compiled programs per function.
         rolled = jax.jit(lambda s: _draws(s))(3)
         assert backend.unroll_cpu_threefry(True)
         unrolled = jax.jit(lambda s: _draws(s))(3)
+        # JAX's own straight-line lowering (what acjax's emits directly).
+        mlir.register_lowering(
+            threefry.threefry2x32_p, threefry._threefry2x32_lowering_rule, platform="cpu"
+        )
+        reference = jax.jit(lambda s: _draws(s))(3)
     finally:
         backend.apply_defaults()
     for name in rolled:
         np.testing.assert_array_equal(np.asarray(rolled[name]), np.asarray(unrolled[name]), name)
+        np.testing.assert_array_equal(np.asarray(reference[name]), np.asarray(unrolled[name]))
 
 
 def test_unrolled_lowering_has_no_while_loop():
@@ -58,12 +72,17 @@ _PROBE = """
 import json, sys
 from acjax.envs import make_env
 make_env("CartPole-v1")
-loaded = {n: type(sys.modules.get(n)).__name__ for n in ("seaborn", "matplotlib.pyplot")}
+loaded = {n: type(sys.modules.get(n)).__name__
+          for n in ("seaborn", "matplotlib", "matplotlib.pyplot", "matplotlib.colors")}
+from matplotlib import colors  # a stand-in's submodule first: the whole package loads right
+red = colors.to_rgb("red")
 import seaborn as sns
 palette = sns.color_palette("cubehelix", 2)
 import matplotlib.pyplot as plt
 plt.figure()
-print(json.dumps({"before_use": loaded, "palette_len": len(palette),
+import gymnax.environments.misc.pong as pong  # gymnax's own references work too
+print(json.dumps({"before_use": loaded, "palette_len": len(palette), "red": red,
+                  "pong_blue": pong.colors.to_rgb("blue"),
                   "after_use": type(sys.modules["seaborn"]).__name__,
                   "backend": plt.get_backend()}))
 """
@@ -79,8 +98,11 @@ def test_gymnax_plotting_imports_are_deferred_until_used():
     result = json.loads(out.stdout.strip().splitlines()[-1])
     # Loaded by gymnax's import only as stand-ins; the real modules load on first use.
     assert result["before_use"] == {"seaborn": "_DeferredModule",
-                                    "matplotlib.pyplot": "_DeferredModule"}
+                                    "matplotlib": "_DeferredModule",
+                                    "matplotlib.pyplot": "_DeferredModule",
+                                    "matplotlib.colors": "_DeferredModule"}
     assert result["palette_len"] == 2
+    assert result["red"] == [1.0, 0.0, 0.0] and result["pong_blue"] == [0.0, 0.0, 1.0]
     assert result["after_use"] == "module"
 
 
