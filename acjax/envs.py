@@ -82,10 +82,11 @@ class _DeferredModule(types.ModuleType):
     def __getattr__(self, attr: str):
         name = self.__name__
         sub = f"{name}.{attr}"
-        if isinstance(sys.modules.get(sub), _DeferredModule):
-            return sys.modules[sub]
-        if not attr.startswith("__") and _is_submodule(self, attr):
-            return _register_lazy_module(sub)
+        if sys.modules.get(name) is self:  # still standing in: hand out submodules lazily
+            if isinstance(sys.modules.get(sub), _DeferredModule):
+                return sys.modules[sub]
+            if not attr.startswith("__") and _is_submodule(self, attr):
+                return _register_lazy_module(sub)
         # The real import: first every stand-in of this package leaves sys.modules, so the
         # package and its submodules load as they normally would (each stand-in copies its
         # real module's contents on its own next use).
@@ -109,12 +110,12 @@ def _is_submodule(package: types.ModuleType, attr: str) -> bool:
 
 def _register_lazy_module(name: str) -> _DeferredModule | None:
     top, _, rest = name.partition(".")
-    # Only the top-level package is looked up: finding `a.b` would import `a`.
-    spec = importlib.util.find_spec(top) if top not in sys.modules else None
-    if not rest and spec is None:
-        return None  # not installed: gymnax's own import then reports it
-    if rest and top not in sys.modules and spec is None:
-        return None
+    spec = None
+    if top not in sys.modules:
+        # Only the top-level package is looked up: finding `a.b` would import `a`.
+        spec = importlib.util.find_spec(top)
+        if spec is None:
+            return None  # not installed: gymnax's own import then reports it
     module = _DeferredModule(name)
     folders = spec.submodule_search_locations if spec is not None and not rest else None
     module.__spec__ = importlib.machinery.ModuleSpec(name, None, is_package=bool(folders))
