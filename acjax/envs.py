@@ -22,7 +22,6 @@ import difflib
 import importlib
 import importlib.machinery
 import importlib.util
-import pathlib
 import sys
 import types
 from functools import partial
@@ -52,14 +51,14 @@ __all__ = [
 ]
 
 
-_PLOTTING_MODULES = ("matplotlib", "matplotlib.pyplot", "seaborn")
+_PLOTTING_MODULES = ("matplotlib.pyplot", "seaborn")
 
 
 def import_gymnax():
     """Imports gymnax (on first use: importing it starts JAX's backend) and returns it.
 
-    gymnax imports matplotlib (and pyplot) and seaborn (with pandas and scipy) at module level
-    for a few environments' renderers, which costs about 2 s of every start. Unless they are
+    gymnax imports matplotlib.pyplot and seaborn (with pandas and scipy) at module level for a
+    few environments' renderers, which costs about 2 s of every start. Unless they are
     already loaded, each is first registered as a stand-in module that imports the real one on
     its first attribute access, i.e. only when a renderer (or the user) actually uses it.
     """
@@ -73,57 +72,24 @@ def import_gymnax():
 
 
 class _DeferredModule(types.ModuleType):
-    """Stands in for a module until one of its attributes is used, then imports it.
-
-    A stand-in package hands out its submodules (`from matplotlib import colors`,
-    `import matplotlib.pyplot`) as stand-ins too, so naming one imports nothing yet.
-    """
+    """Stands in for a module until one of its attributes is used, then imports it."""
 
     def __getattr__(self, attr: str):
         name = self.__name__
-        sub = f"{name}.{attr}"
-        if sys.modules.get(name) is self:  # still standing in: hand out submodules lazily
-            if isinstance(sys.modules.get(sub), _DeferredModule):
-                return sys.modules[sub]
-            if not attr.startswith("__") and _is_submodule(self, attr):
-                return _register_lazy_module(sub)
-        # The real import: first every stand-in of this package leaves sys.modules, so the
-        # package and its submodules load as they normally would (each stand-in copies its
-        # real module's contents on its own next use).
-        top = name.partition(".")[0]
-        for key in [k for k in sys.modules if k == top or k.startswith(top + ".")]:
-            if isinstance(sys.modules[key], _DeferredModule):
-                del sys.modules[key]
+        if sys.modules.get(name) is self:
+            del sys.modules[name]
         module = importlib.import_module(name)
         self.__dict__.update(module.__dict__)
         return getattr(module, attr)
 
 
-def _is_submodule(package: types.ModuleType, attr: str) -> bool:
-    folders = getattr(package.__spec__, "submodule_search_locations", None) or ()
-    return any(
-        (pathlib.Path(folder) / f"{attr}.py").is_file()
-        or (pathlib.Path(folder) / attr / "__init__.py").is_file()
-        for folder in folders
-    )
-
-
-def _register_lazy_module(name: str) -> _DeferredModule | None:
-    top, _, rest = name.partition(".")
-    spec = None
-    if top not in sys.modules:
-        # Only the top-level package is looked up: finding `a.b` would import `a`.
-        spec = importlib.util.find_spec(top)
-        if spec is None:
-            return None  # not installed: gymnax's own import then reports it
+def _register_lazy_module(name: str) -> None:
+    spec = importlib.util.find_spec(name)
+    if spec is None:
+        return  # not installed: gymnax's own import then reports it
     module = _DeferredModule(name)
-    folders = spec.submodule_search_locations if spec is not None and not rest else None
-    module.__spec__ = importlib.machinery.ModuleSpec(name, None, is_package=bool(folders))
-    if folders:
-        module.__spec__.submodule_search_locations = list(folders)
-        module.__path__ = list(folders)
+    module.__spec__ = importlib.machinery.ModuleSpec(name, None)
     sys.modules[name] = module
-    return module
 
 
 def registered_envs() -> list[str]:
