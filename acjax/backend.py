@@ -30,6 +30,11 @@ import os
 ROLLED_THREEFRY_ENV = "ACJAX_ROLLED_THREEFRY"
 
 
+def _env_flag(name: str) -> bool:
+    """Whether the environment variable `name` is set to 1 / true / True."""
+    return os.environ.get(name, "") in ("1", "true", "True")
+
+
 _THREEFRY_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
 _THREEFRY_PARITY = 0x1BD11BDA
 
@@ -118,7 +123,7 @@ def compiler_options() -> dict[str, str] | None:
     """
     import jax
 
-    if os.environ.get(DEFAULT_PRESET_ENV, "") in ("1", "true", "True"):
+    if _env_flag(DEFAULT_PRESET_ENV):
         return None
     if jax.default_backend() != "cpu":
         return None
@@ -136,7 +141,7 @@ def jit(fun, **kwargs):
 
 def apply_defaults() -> None:
     """Applies the settings above unless the environment opts out."""
-    if os.environ.get(ROLLED_THREEFRY_ENV, "") not in ("1", "true", "True"):
+    if not _env_flag(ROLLED_THREEFRY_ENV):
         unroll_cpu_threefry(True)
 
 

@@ -322,11 +322,11 @@ def make_runner(
     v_chunk = jax.vmap(trainer.train_chunk)
     v_eval = jax.vmap(evaluate_one)
 
-    options = backend.compiler_options()
-    if n == 1 and axis is None:
-        init_fn = jax.jit(v_init, compiler_options=options)
-        chunk_fn = jax.jit(v_chunk, donate_argnums=0, compiler_options=options)
-        eval_fn = jax.jit(v_eval, compiler_options=options)
+    single_device = n == 1 and axis is None
+    if single_device:
+        init_fn = backend.jit(v_init)
+        chunk_fn = backend.jit(v_chunk, donate_argnums=0)
+        eval_fn = backend.jit(v_eval)
 
         def to_dev(x):
             return x
@@ -351,7 +351,7 @@ def make_runner(
     else:  # environments split over devices: every device holds every agent
         init_fn = jax.pmap(v_init, axis_name=axis)
         chunk_fn = jax.pmap(v_chunk, axis_name=axis, donate_argnums=0)
-        eval_fn = jax.jit(v_eval, compiler_options=options)
+        eval_fn = backend.jit(v_eval)
 
         def to_dev(x):
             return jax.tree.map(lambda y: jnp.broadcast_to(y, (n,) + y.shape), x)
@@ -375,7 +375,7 @@ def make_runner(
         process-local ones, so there the first call compiles.
         """
         if "chunk" not in compiled:
-            if n == 1 and axis is None and layout.num_processes == 1:
+            if single_device and layout.num_processes == 1:
                 # One device: through a saved program when JAX's compilation cache is on, so
                 # a repeated run skips tracing and lowering as well (acjax.programs).
                 compiled["chunk"], _ = programs.compile_state_program(
