@@ -72,7 +72,7 @@ class Categorical(NamedTuple):
         return jax.nn.softmax(self.logits, axis=-1)
 
     def sample(self, key: PRNGKey) -> Array:
-        """Draws one action per batch element, `a ~ π`.
+        """Draws one action per batch element, `a ~ π` (as `jax.random.categorical`).
 
         Args:
           key: a PRNG key.
@@ -80,8 +80,25 @@ class Categorical(NamedTuple):
         Returns:
           Actions, shape `[...]`, int32.
         """
+        return self.sample_from_noise(self.noise(key))
+
+    def noise(self, key: PRNGKey) -> Array:
+        """The standard Gumbel noise `sample(key)` draws, shape `[..., num_actions]`.
+
+        It depends only on the shape and dtype of `logits`, so it can be drawn ahead of time
+        (for every step of a rollout at once); `sample_from_noise(noise(key)) == sample(key)`.
+        """
+        return jax.random.gumbel(key, self.logits.shape, self.logits.dtype)
+
+    def sample_from_noise(self, noise: Array) -> Array:
+        """The Gumbel-max sample argmaxₐ (noiseₐ + logitsₐ), shape `[...]`, int32.
+
+        Args:
+          noise: standard Gumbel noise shaped like `logits` (see `noise`).
+        """
         _check_params(self.logits, "logits")
-        return jax.random.categorical(key, self.logits, axis=-1).astype(jnp.int32)
+        chex.assert_equal_shape([noise, self.logits])
+        return jnp.argmax(noise + self.logits, axis=-1).astype(jnp.int32)
 
     def log_prob(self, actions: Array) -> Array:
         """Log-probability of actions, log π(a) = log_softmax(logits)ₐ.
@@ -126,7 +143,11 @@ class Categorical(NamedTuple):
 
     def sample_and_log_prob(self, key: PRNGKey) -> tuple[Array, Array]:
         """Draws `a ~ π` and returns `(a, log π(a))`, shapes `[...]` (int32) and `[...]`."""
-        actions = self.sample(key)
+        return self.sample_and_log_prob_from_noise(self.noise(key))
+
+    def sample_and_log_prob_from_noise(self, noise: Array) -> tuple[Array, Array]:
+        """`sample_and_log_prob` with the noise given (see `noise`)."""
+        actions = self.sample_from_noise(noise)
         return actions, self.log_prob(actions)
 
     def kl_divergence(self, other: "Categorical") -> Array:
@@ -183,9 +204,20 @@ class DiagGaussian(NamedTuple):
         Returns:
           Actions, shape `[..., action_dim]`, dtype of `mean`.
         """
-        std = self.stddev()
-        noise = jax.random.normal(key, self.mean.shape, self.mean.dtype)
-        return self.mean + std * noise
+        return self.sample_from_noise(self.noise(key))
+
+    def noise(self, key: PRNGKey) -> Array:
+        """The standard normal ε `sample(key)` draws, shape `[..., action_dim]`.
+
+        It depends only on the shape and dtype of `mean`, so it can be drawn ahead of time;
+        `sample_from_noise(noise(key)) == sample(key)`.
+        """
+        return jax.random.normal(key, self.mean.shape, self.mean.dtype)
+
+    def sample_from_noise(self, noise: Array) -> Array:
+        """`a = μ + σ ε` for the given ε (see `noise`), shape `[..., action_dim]`."""
+        chex.assert_equal_shape([noise, self.mean])
+        return self.mean + self.stddev() * noise
 
     def log_prob(self, actions: Array) -> Array:
         """Log-density of actions, summed over the action components.
@@ -220,7 +252,11 @@ class DiagGaussian(NamedTuple):
 
     def sample_and_log_prob(self, key: PRNGKey) -> tuple[Array, Array]:
         """Draws `a ~ π` and returns `(a, log π(a))`, shapes `[..., action_dim]` and `[...]`."""
-        actions = self.sample(key)
+        return self.sample_and_log_prob_from_noise(self.noise(key))
+
+    def sample_and_log_prob_from_noise(self, noise: Array) -> tuple[Array, Array]:
+        """`sample_and_log_prob` with the noise given (see `noise`)."""
+        actions = self.sample_from_noise(noise)
         return actions, self.log_prob(actions)
 
     def kl_divergence(self, other: "DiagGaussian") -> Array:
@@ -350,8 +386,19 @@ class TanhGaussian(NamedTuple):
           `(a, log π(a))`: actions `[..., action_dim]` in [-1, 1] (float32 rounds
           tanh(u) to ±1 once |u| ≳ 9) and log-densities `[...]`, dtype of `mean`.
         """
+        return self.sample_and_log_prob_from_noise(self.noise(key))
+
+    def noise(self, key: PRNGKey) -> Array:
+        """The standard normal ε `sample_and_log_prob(key)` draws, shape `[..., action_dim]`.
+
+        `sample_and_log_prob_from_noise(noise(key)) == sample_and_log_prob(key)`.
+        """
+        return self.pre_tanh().noise(key)
+
+    def sample_and_log_prob_from_noise(self, noise: Array) -> tuple[Array, Array]:
+        """`sample_and_log_prob` with the noise ε given (see `noise`)."""
+        chex.assert_equal_shape([noise, self.mean])
         log_std = self.pre_tanh()._log_std()
-        noise = jax.random.normal(key, self.mean.shape, self.mean.dtype)
         u = self.mean + jnp.exp(log_std) * noise
         log_n = jnp.sum(-0.5 * jnp.square(noise) - log_std - _HALF_LOG_2PI, axis=-1)
         log_prob = log_n - jnp.sum(_tanh_log_det_jacobian(u), axis=-1)

@@ -116,10 +116,44 @@ def _dense(features: int, gain: float, bias: float = 0.0) -> nn.Dense:
     )
 
 
+@jax.custom_vjp
+def dense(x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Array:
+    """`x @ kernel + bias` over the last axis: `x[..., in]`, `kernel[in, out]`, `bias[out]`.
+
+    The same operations as `nn.Dense.__call__`, with a hand-written gradient (reverse mode
+    only; `jax.jvp` through it raises). On CPU, the kernel's gradient `xᵀ g` reads `x`
+    transposed in memory: autodiff's form contracts the batch axis of both operands, which
+    XLA's CPU backend computes with its own dot emitter instead of the library matmul it
+    calls for the other dots (and it folds a plain transpose back into that form, hence the
+    optimization barrier). At PPO's 128-sample minibatches of 64x64 networks this makes an
+    SGD step about 5% faster. Other backends contract as autodiff does.
+    """
+    y = jax.lax.dot_general(x, kernel, (((x.ndim - 1,), (0,)), ((), ())))
+    return y + jnp.reshape(bias, (1,) * (y.ndim - 1) + (-1,))
+
+
+def _dense_fwd(x, kernel, bias):
+    return dense(x, kernel, bias), (x, kernel, bias)
+
+
+def _dense_bwd(residuals, g):
+    x, kernel, bias = residuals
+    x2, g2 = x.reshape(-1, x.shape[-1]), g.reshape(-1, g.shape[-1])
+    if jax.default_backend() == "cpu":
+        d_kernel = jax.lax.optimization_barrier(x2.T) @ g2
+    else:
+        d_kernel = jax.lax.dot_general(x2, g2, (((0,), (0,)), ((), ())))
+    d_x = jax.lax.dot_general(g, kernel, (((g.ndim - 1,), (1,)), ((), ())))
+    d_bias = jnp.sum(g2, axis=0)
+    return d_x.astype(x.dtype), d_kernel.astype(kernel.dtype), d_bias.astype(bias.dtype)
+
+
+dense.defvjp(_dense_fwd, _dense_bwd)
+
+
 def _dense_apply(params: Params, x: jax.Array) -> jax.Array:
     """`nn.Dense.__call__` on a `{"kernel", "bias"}` tree: `x @ kernel + bias`."""
-    y = jax.lax.dot_general(x, params["kernel"], (((x.ndim - 1,), (0,)), ((), ())))
-    return y + jnp.reshape(params["bias"], (1,) * (y.ndim - 1) + (-1,))
+    return dense(x, params["kernel"], params["bias"])
 
 
 def _mlp_apply(

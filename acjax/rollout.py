@@ -118,16 +118,15 @@ def rollout(
     """
     num_envs = carry.obs.shape[0] * parallel.shard_count(axis_name)
     step_vmap = jax.vmap(env.step, in_axes=(0, 0, 0, None))
-    sample_vmap = jax.vmap(lambda dist, k: dist.sample_and_log_prob(k))
 
     def maybe_normalize(stats, obs):
         return normalize(stats, obs) if normalize_observations else obs.astype(jnp.float32)
 
-    def step(c: EnvCarry, keys):
-        action_keys, env_keys = keys
+    def step(c: EnvCarry, draws):
+        action_noise, env_keys = draws
         obs_in = maybe_normalize(c.obs_stats, c.obs)
         dist = network.policy(params, obs_in)
-        action, log_prob = sample_vmap(dist, action_keys)
+        action, log_prob = dist.sample_and_log_prob_from_noise(action_noise)
         next_obs, env_state, reward, terminated, truncated, info = step_vmap(
             env_keys, c.env_state, action, env_params
         )
@@ -156,12 +155,18 @@ def rollout(
         )
         return EnvCarry(env_state, next_obs, obs_stats, reward_scale), out
 
-    # Every step's per-environment keys, drawn before the scan in a few vectorised calls
-    # (the same keys as splitting inside each step, without a hash call per step).
+    # Every step's per-environment keys and the policy's sampling noise, drawn before the scan
+    # in a few vectorised calls: the same numbers as drawing them inside each step (each
+    # environment's noise from its own key), without a hash call per step for them.
     step_keys = jax.vmap(jax.random.split)(jax.random.split(key, num_steps))  # [T, 2, 2]
     per_env = jax.vmap(lambda k: parallel.shard_keys(k, num_envs, axis_name))
-    keys = (per_env(step_keys[:, 0]), per_env(step_keys[:, 1]))  # each [T, B, 2]
-    carry, out = jax.lax.scan(step, carry, keys, unroll=unroll)
+    action_keys, env_keys = per_env(step_keys[:, 0]), per_env(step_keys[:, 1])  # [T, B, 2]
+    one_env_dist = jax.tree.map(  # the policy's distribution for one environment, as shapes
+        lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype),
+        jax.eval_shape(network.policy, params, jax.ShapeDtypeStruct(carry.obs.shape, jnp.float32)),
+    )
+    action_noise = jax.vmap(jax.vmap(one_env_dist.noise))(action_keys)  # [T, B, ...]
+    carry, out = jax.lax.scan(step, carry, (action_noise, env_keys), unroll=unroll)
     obs, action, log_prob, reward, terminated, truncated, true_next, ep_ret, ep_len = out
     values = network.value(params, jnp.concatenate([obs, true_next], axis=0))
     transition = Transition(

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import special, stats
 
-from acjax.distributions import Categorical, DiagGaussian
+from acjax.distributions import Categorical, DiagGaussian, TanhGaussian
 
 TOL = 1e-5
 VARIANTS = ("plain", "jit", "vmap")
@@ -120,6 +120,44 @@ def test_categorical_mode_and_sample_and_log_prob():
     assert actions.dtype == jnp.int32 and actions.shape == (3,) and log_probs.shape == (3,)
     np.testing.assert_array_equal(actions, dist.sample(key))
     _assert_close("categorical sample_and_log_prob", log_probs, dist.log_prob(actions))
+
+
+def test_categorical_sample_is_jax_categorical_and_noise_drawn_ahead_gives_the_same():
+    """`sample(key)` is `jax.random.categorical(key, logits)` bit for bit, and noise drawn for
+    many keys at once (as the rollout draws it before its loop) gives the same samples."""
+    logits = jax.random.normal(jax.random.PRNGKey(0), (257, 5)) * 3.0
+    keys = jax.random.split(jax.random.PRNGKey(1), 257)
+    expected = jax.vmap(lambda k, l: jax.random.categorical(k, l))(keys, logits)
+    dist = Categorical(logits)
+    np.testing.assert_array_equal(jax.vmap(lambda d, k: d.sample(k))(dist, keys), expected)
+    one = Categorical(jax.ShapeDtypeStruct((5,), jnp.float32))  # shapes suffice for the noise
+    noise = jax.vmap(one.noise)(keys)
+    assert noise.shape == (257, 5) and noise.dtype == jnp.float32
+    np.testing.assert_array_equal(noise, jax.vmap(lambda k: jax.random.gumbel(k, (5,)))(keys))
+    actions, log_probs = dist.sample_and_log_prob_from_noise(noise)
+    np.testing.assert_array_equal(actions, expected)
+    np.testing.assert_array_equal(log_probs, dist.log_prob(expected))
+    with pytest.raises(AssertionError):
+        dist.sample_from_noise(noise[:, :4])
+
+
+@pytest.mark.parametrize("cls", [DiagGaussian, TanhGaussian])
+def test_gaussian_noise_drawn_ahead_gives_the_same_samples(cls):
+    mean = jax.random.normal(jax.random.PRNGKey(0), (33, 3))
+    log_std = jnp.array([-0.5, 0.0, 0.3])
+    keys = jax.random.split(jax.random.PRNGKey(1), 33)
+    dist = cls(mean, log_std)
+    noise = jax.vmap(lambda k: jax.random.normal(k, (3,)))(keys)
+    np.testing.assert_array_equal(
+        jax.vmap(cls(jax.ShapeDtypeStruct((3,), jnp.float32), log_std).noise)(keys), noise)
+    by_key = jax.vmap(lambda m, k: cls(m, log_std).sample_and_log_prob(k))(mean, keys)
+    from_noise = dist.sample_and_log_prob_from_noise(noise)
+    for a, b in zip(by_key, from_noise, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+    if cls is DiagGaussian:  # a = mu + sigma * eps
+        sigma = jnp.broadcast_to(jnp.exp(log_std), mean.shape)
+        np.testing.assert_allclose(from_noise[0], mean + sigma * noise, rtol=1e-6, atol=1e-6)
+        np.testing.assert_array_equal(dist.sample_from_noise(noise), from_noise[0])
 
 
 def test_categorical_log_prob_gradient_is_onehot_minus_probs():
