@@ -84,8 +84,10 @@ class RunOptions:
     """Keep compiled programs in JAX's persistent cache (~/.cache/acjax/jax) for faster restarts."""
     cpu_devices: int | None = None
     """CPU only: split the host CPU into this many XLA devices so agents train in parallel
-    threads (default: the largest divisor of the number of agents up to 4 per core; 1 for a
-    single agent). Ignored when XLA_FLAGS already sets a host device count."""
+    threads (default: the largest divisor of the number of agents up to 4 per core; for a
+    single agent 1, or one per core with its environments split over them when its SGD steps
+    are large, see acjax.backend.SPLIT_STEP_SAMPLES). Ignored when XLA_FLAGS already sets a host
+    device count."""
     cpu_threads: int | None = None
     """CPU only: threads that run a compiled program's kernels (default: 1 for a single-device
     run whose SGD steps are small, see acjax.backend.SMALL_STEP_FLOPS; else one per core).
@@ -784,15 +786,19 @@ def _parse_peek(argv: list[str], specs: list[tuple[str, dict]]) -> argparse.Name
 
 
 def _configure_cpu_devices(
-    argv: list[str], num_settings: int, defaults: dict[str, Any] | None = None
+    argv: list[str], num_settings: int, defaults: dict[str, Any] | None = None,
+    *, lone_agent_devices: int = 1,
 ) -> None:
     """Splits the host CPU into XLA devices (before JAX starts) per `--cpu-devices`.
 
     One XLA CPU device runs a program's small operations on about one core; several devices
     run their agents' programs side by side, so independent agents keep every core busy.
+    A single agent gets `lone_agent_devices` (the algorithm's choice for its SGD step size,
+    see `acjax.backend.data_parallel_devices`): its environments are then split over them.
     `defaults` (a resumed run's saved options) fill the flags that `argv` does not give.
     """
-    known = _peek_flags(argv, cpu_devices=int, num_seeds=int, num_devices=int)
+    known = _peek_flags(argv, cpu_devices=int, num_seeds=int, num_devices=int,
+                        num_processes=int, device_split=str)
     if known is None:
         return
     for name, value in (defaults or {}).items():
@@ -809,6 +815,8 @@ def _configure_cpu_devices(
         # steps/s); the count must divide the agents so whole agents go to each device.
         agents, cores = num_settings * max(known.num_seeds or 1, 1), os.cpu_count() or 1
         count = max(d for d in range(1, min(agents, 4 * cores) + 1) if agents % d == 0)
+        if agents == 1 and (known.num_processes or 1) == 1 and known.device_split != "agents":
+            count = max(lone_agent_devices, 1)
         if known.num_devices is not None:
             count = max(count, known.num_devices)
     flags = os.environ.get("XLA_FLAGS", "")
@@ -976,12 +984,15 @@ def run_main(
     make_train: Callable[..., Any],
     argv: list[str] | None = None,
     step_flops: Callable[[list[str], Any], int | None] | None = None,
+    lone_agent_devices: Callable[[list[str], Any], int] | None = None,
 ) -> dict[str, Any]:
     """Parses flags, validates, trains, evaluates; a bad flag exits with status 2, no traceback.
 
     `step_flops(argv, saved_config)` estimates one SGD step's matmul FLOPs from the flags (or
     a resumed run's saved configuration) before JAX starts, without building anything; small
     steps then run on a one-thread execution pool (see `_configure_cpu_threads`).
+    `lone_agent_devices(argv, saved_config)` gives, the same way, the CPU devices a single
+    agent's environments are split over when `--cpu-devices` is not given (default 1).
 
     `--sweep.FIELD v1 v2 ...` (any traced field; `lr` for learning_rate) runs the grid of all
     combinations x `--num-seeds` in one compiled program and writes `sweep.csv`/`sweep.png`.
@@ -1003,6 +1014,8 @@ def run_main(
         _configure_cpu_devices(
             argv, math.prod(len(v) for v in grid.values()),
             defaults=saved.options if saved is not None else None,
+            lone_agent_devices=lone_agent_devices(
+                argv, saved.config if saved is not None else None) if lone_agent_devices else 1,
         )
         _configure_cpu_threads(
             argv,

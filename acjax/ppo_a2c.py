@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import optax
 
 from acjax import losses, parallel, returns
-from acjax.backend import hidden_products
+from acjax.backend import data_parallel_devices, hidden_products
 from acjax.config import (
     check_nonnegative,
     check_positive,
@@ -487,14 +487,9 @@ def episode_returns(metrics: dict[str, jax.Array]) -> jax.Array:
     return jnp.where(count > 0, metrics["episode_return_sum"] / jnp.maximum(count, 1), jnp.nan)
 
 
-def sgd_step_flops(argv: list[str], saved: PPOA2CConfig | None = None) -> int | None:
-    """Rough matmul FLOPs of one SGD step of the run `argv` describes, before JAX starts.
-
-    Read from the flags over the preset's values (or a resumed run's saved configuration)
-    without building the environment: `6 * samples * sum of hidden-layer products` for the
-    actor and the critic (forward and backward; input and output layers left out, since the
-    observation size is not known yet). None when the flags cannot be read.
-    """
+def _peek_sgd_step(argv: list[str], saved: PPOA2CConfig | None):
+    """The flags (over the preset's values, or a resumed run's saved configuration) that size
+    an SGD step, read before JAX starts; None when they cannot be read."""
     from acjax import cli, presets
 
     base = saved
@@ -503,16 +498,40 @@ def sgd_step_flops(argv: list[str], saved: PPOA2CConfig | None = None) -> int | 
         algo = algo or "ppo"
         fields = {**presets._ALGO_DEFAULTS.get(algo, {}), **presets._PRESETS.get((env, algo), {})}
         base = dataclasses.replace(PPOA2CConfig(), **fields)
-    known = cli.peek_config_flags(
+    return cli.peek_config_flags(
         argv, base, "num_envs", "num_steps", "num_minibatches", "network.hidden_sizes",
         "network.critic_hidden_sizes",
     )
+
+
+def sgd_step_flops(argv: list[str], saved: PPOA2CConfig | None = None) -> int | None:
+    """Rough matmul FLOPs of one SGD step of the run `argv` describes, before JAX starts.
+
+    Read from the flags over the preset's values (or a resumed run's saved configuration)
+    without building the environment: `6 * samples * sum of hidden-layer products` for the
+    actor and the critic (forward and backward; input and output layers left out, since the
+    observation size is not known yet). None when the flags cannot be read.
+    """
+    known = _peek_sgd_step(argv, saved)
+    return None if known is None else _step_flops_of(known)
+
+
+def _samples_of(known) -> int:
+    return known.num_envs * known.num_steps // max(known.num_minibatches, 1)
+
+
+def _step_flops_of(known) -> int:
+    return step_flops(_samples_of(known), known.hidden_sizes, known.critic_hidden_sizes)
+
+
+def lone_agent_devices(argv: list[str], saved: PPOA2CConfig | None = None) -> int:
+    """CPU devices the command line splits a single agent's environments over, before JAX
+    starts: `acjax.backend.data_parallel_devices` of the run's SGD step (1 for small steps or
+    unreadable flags)."""
+    known = _peek_sgd_step(argv, saved)
     if known is None:
-        return None
-    return step_flops(
-        known.num_envs * known.num_steps // max(known.num_minibatches, 1),
-        known.hidden_sizes, known.critic_hidden_sizes,
-    )
+        return 1
+    return data_parallel_devices(_samples_of(known), known.num_envs)
 
 
 def step_flops(samples: int, hidden_sizes, critic_hidden_sizes=()) -> int:
@@ -535,6 +554,7 @@ def main(argv: list[str] | None = None) -> dict:
         make_train=make_train,
         argv=argv,
         step_flops=sgd_step_flops,
+        lone_agent_devices=lone_agent_devices,
     )
 
 

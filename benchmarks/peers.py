@@ -160,6 +160,8 @@ FRAMEWORKS = {
     "acjax-cache-warm": Framework("acjax", ("acjax", "gymnax"), "acjax", "pip install -e .",
                                   cache="warm", exec_threads="auto"),
     "acjax-all-threads": Framework("acjax", ("acjax", "gymnax"), "acjax", "pip install -e ."),
+    "acjax-1device": Framework("acjax", ("acjax", "gymnax"), "acjax", "pip install -e .",
+                               exec_threads="auto"),
     "acjax-ref": Framework("acjax", ("acjax", "gymnax"), "acjax", "pip install -e .",
                            exec_threads="auto"),
     "rejax": Framework("peer", ("rejax", "gymnax"), "rejax", "pip install rejax==0.1.3"),
@@ -239,9 +241,19 @@ WORKLOADS: dict[str, Workload] = {
     ),
     "ppo-cartpole-wide": Workload(
         "PureJaxRL's hyperparameters at 2048 envs x 64 steps (131,072 steps per update), "
-        "4 epochs x 4 minibatches, one seed",
-        runners={"acjax": "acjax_ppo:train_single", "rejax": "rejax_ppo:train"},
+        "4 epochs x 4 minibatches, one seed; acjax as its command line trains it (its "
+        "environments split over one XLA CPU device per core, acjax.backend."
+        "data_parallel_devices), acjax-1device as jit(train) on one device",
+        runners={"acjax": "acjax_ppo:train_cli", "rejax": "rejax_ppo:train",
+                 "acjax-1device": "acjax_ppo:train_single"},
         config="wide", total_timesteps=5_000_000, quick_timesteps=131_072,
+    ),
+    "ppo-cartpole-wide-seeds8": Workload(
+        "the wide configuration, 8 seeds in one program (a single seed's final return varies "
+        "widely at this budget of 38 updates, 608 SGD steps): returns over seeds, aggregate "
+        "steps/s",
+        runners=_SEEDS_RUNNERS, config="wide", total_timesteps=5_000_000,
+        quick_timesteps=131_072, num_seeds=8,
     ),
     "ppo-cartpole-zoo": Workload(
         "rl-baselines3-zoo's CartPole-v1 PPO (8 envs x 32 steps, batch 256, 20 epochs, "
@@ -498,6 +510,12 @@ def summary_ratios(result: dict) -> list[tuple[str, float | None]]:
     rows += [
         ("wide steady steps/s acjax / rejax",
          ratio(med("ppo-cartpole-wide", "acjax", sps), med("ppo-cartpole-wide", "rejax", sps))),
+        ("wide steady steps/s acjax-1device / rejax",
+         ratio(med("ppo-cartpole-wide", "acjax-1device", sps),
+               med("ppo-cartpole-wide", "rejax", sps))),
+        ("wide 8 seeds aggregate steps/s acjax-vmap / rejax",
+         ratio(med("ppo-cartpole-wide-seeds8", "acjax-vmap", sps),
+               med("ppo-cartpole-wide-seeds8", "rejax", sps))),
         ("wide acjax / random-action rollout limit",
          lim("ppo-cartpole-wide", "acjax", "fraction_of_random_rollout")),
         ("wide acjax / policy rollout limit",

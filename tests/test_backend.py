@@ -169,6 +169,29 @@ def test_sgd_step_flops_reads_flags_over_the_preset_without_starting_jax():
     assert sgd_step_flops(["--num-envs", "many"]) is None
 
 
+def test_lone_agent_splits_its_environments_over_cores_only_for_large_steps(monkeypatch):
+    from acjax.ppo_a2c import lone_agent_devices
+
+    split = backend.SPLIT_STEP_SAMPLES
+    assert backend.data_parallel_devices(2 * split, 2048, cores=2) == 2
+    assert backend.data_parallel_devices(2 * split - 1, 2048, cores=2) == 1  # halves too small
+    assert backend.data_parallel_devices(8 * split, 2048, cores=8) == 8
+    assert backend.data_parallel_devices(3 * split, 2048, cores=8) == 2  # most that keep a share
+    assert backend.data_parallel_devices(8 * split, 2047, cores=8) == 1  # 2047 envs: no divisor
+    assert backend.data_parallel_devices(8 * split, 2046, cores=8) == 6
+    assert backend.data_parallel_devices(10**9, 2048, cores=1) == 1
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    wide = ["--env", "CartPole-v1", "--num-envs", "2048", "--num-steps", "64",
+            "--num-minibatches", "4"]
+    assert lone_agent_devices(wide) == 2
+    assert lone_agent_devices(wide + ["--num-minibatches", "16"]) == 2  # 8,192-sample steps
+    assert lone_agent_devices(wide + ["--num-minibatches", "32"]) == 1  # 4,096-sample steps
+    assert lone_agent_devices(["--env", "Breakout-MinAtar"]) == 1  # 1,024 samples
+    assert lone_agent_devices(["--env", "CartPole-v1"]) == 1  # the preset: 256 samples
+    assert lone_agent_devices(["--num-envs", "many"]) == 1
+
+
 def test_command_line_picks_one_thread_only_for_small_single_device_steps(monkeypatch):
     import pytest
 

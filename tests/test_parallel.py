@@ -272,6 +272,23 @@ def test_cpu_devices_default_to_a_divisor_of_the_agents(monkeypatch):
             assert "device_count" not in flags, (argv, flags)
         else:
             assert flags.endswith(f"--xla_force_host_platform_device_count={expected}"), argv
+    # A lone agent with large SGD steps gets the algorithm's device count (its environments
+    # are then split), unless the flags say otherwise.
+    for argv, expected in [
+        ([], 2),
+        (["--num-seeds", "2"], 2),                       # whole agents, as without the hint
+        (["--num-seeds", "3"], 3),
+        (["--cpu-devices", "1"], None),
+        (["--device-split", "agents"], None),
+        (["--num-processes", "2"], None),
+    ]:
+        monkeypatch.setenv("XLA_FLAGS", "--xla_foo=1")
+        cli._configure_cpu_devices(argv, 1, lone_agent_devices=2)
+        flags = os.environ["XLA_FLAGS"]
+        if expected is None:
+            assert "device_count" not in flags, (argv, flags)
+        else:
+            assert flags.endswith(f"--xla_force_host_platform_device_count={expected}"), argv
     # A count the user already set wins.
     monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
     cli._configure_cpu_devices(["--num-seeds", "64"], 1)

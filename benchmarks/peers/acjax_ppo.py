@@ -5,7 +5,8 @@
   `acjax.programs.compile_train` with JAX's compilation cache there;
 * `train_vmap`: `acjax.backend.jit(jax.vmap(trainer.train))` over K seeds on one device;
 * `train_cli`: K seeds the way `python -m acjax.ppo_a2c --num-seeds K` trains them: the CPU split
-  into the command line's default number of XLA devices, `acjax.parallel.choose_layout` and
+  into the command line's default number of XLA devices (one seed with large SGD steps: its
+  environments split over them), `acjax.parallel.choose_layout` and
   `make_runner`, jitted chunks with the host between them;
 * `train_zoo`: chunked training (`trainer.train_chunk`) that also records the time to solve.
 
@@ -204,16 +205,22 @@ def train_cli(spec: dict, t0: float) -> dict:
     """K seeds laid out as the command line lays them out (`acjax.cli.train_and_report`).
 
     The device count comes from the command line's own rule: `_configure_cpu_devices` with
-    `--num-seeds K` sets `XLA_FLAGS=--xla_force_host_platform_device_count=D` here, before
-    JAX's backend starts (the parent removed any count from this process's environment).
+    `--num-seeds K` (and, for one seed, `acjax.backend.data_parallel_devices` of the SGD step)
+    sets `XLA_FLAGS=--xla_force_host_platform_device_count=D` here, before JAX's backend
+    starts (the parent removed any count from this process's environment).
     """
     import os
 
     res = base_result(spec)
     k = spec["num_seeds"]
-    from acjax import cli
+    from acjax import backend, cli
 
-    cli._configure_cpu_devices(["--num-seeds", str(k)], 1)
+    cfg = spec["config"]
+    samples = cfg["num_envs"] * cfg["num_steps"] // cfg["num_minibatches"]
+    cli._configure_cpu_devices(
+        ["--num-seeds", str(k)], 1,
+        lone_agent_devices=backend.data_parallel_devices(samples, cfg["num_envs"]),
+    )
     import jax
     import numpy as np
 
