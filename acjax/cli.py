@@ -788,7 +788,7 @@ def _parse_peek(argv: list[str], specs: list[tuple[str, dict]]) -> argparse.Name
 def _configure_cpu_devices(
     argv: list[str], num_settings: int, defaults: dict[str, Any] | None = None,
     *, lone_agent_devices: int = 1,
-) -> None:
+) -> int | None:
     """Splits the host CPU into XLA devices (before JAX starts) per `--cpu-devices`.
 
     One XLA CPU device runs a program's small operations on about one core; several devices
@@ -796,11 +796,15 @@ def _configure_cpu_devices(
     A single agent gets `lone_agent_devices` (the algorithm's choice for its SGD step size,
     see `acjax.backend.data_parallel_devices`): its environments are then split over them.
     `defaults` (a resumed run's saved options) fill the flags that `argv` does not give.
+
+    Returns the device count it chose for a lone agent's split environments (to be recorded
+    as the run's `cpu_devices`, so that a resumed run gets the same layout), else None.
     """
     known = _peek_flags(argv, cpu_devices=int, num_seeds=int, num_devices=int,
                         num_processes=int, device_split=str)
     if known is None:
-        return
+        return None
+    lone = None
     for name, value in (defaults or {}).items():
         if getattr(known, name, 0) is None:
             setattr(known, name, value)
@@ -815,13 +819,17 @@ def _configure_cpu_devices(
         # steps/s); the count must divide the agents so whole agents go to each device.
         agents, cores = num_settings * max(known.num_seeds or 1, 1), os.cpu_count() or 1
         count = max(d for d in range(1, min(agents, 4 * cores) + 1) if agents % d == 0)
-        if agents == 1 and (known.num_processes or 1) == 1 and known.device_split != "agents":
+        if (agents == 1 and known.num_devices is None and (known.num_processes or 1) == 1
+                and known.device_split != "agents"):
             count = max(lone_agent_devices, 1)
+            lone = count if count > 1 else None
         if known.num_devices is not None:
             count = max(count, known.num_devices)
     flags = os.environ.get("XLA_FLAGS", "")
     if count > 1 and "xla_force_host_platform_device_count" not in flags:
         os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
+        return lone
+    return None
 
 
 def _configure_cpu_threads(
@@ -1011,7 +1019,7 @@ def run_main(
         argv, grid = sweep.split_sweep_args(argv, config_cls)
         if saved is not None and not grid:
             grid = dict(saved.grid)
-        _configure_cpu_devices(
+        lone_split = _configure_cpu_devices(
             argv, math.prod(len(v) for v in grid.values()),
             defaults=saved.options if saved is not None else None,
             lone_agent_devices=lone_agent_devices(
@@ -1030,6 +1038,9 @@ def run_main(
             config_cls, preset, argv, description,
             default=saved.config if saved is not None else None, run_default=run_default,
         )
+        if lone_split and options.cpu_devices is None:
+            # Recorded in config.json: a resumed run then splits the same way.
+            options = dataclasses.replace(options, cpu_devices=lone_split)
         config.validate()
         if saved is not None:
             _check_same_run(saved, config, grid, options)

@@ -307,11 +307,19 @@ def compute_advantages(
     return targets - traj.value, targets
 
 
-def make_loss(config: PPOA2CConfig, network: ActorCritic, axis_name: str | None = None):
+def make_loss(
+    config: PPOA2CConfig,
+    network: ActorCritic,
+    axis_name: str | None = None,
+    *,
+    advantages_normalized: bool = False,
+):
     """`loss(params, batch, hparams) -> (loss, metrics)` for the configured algorithm.
 
     With `axis_name`, the minibatch is one shard of a global minibatch and advantages are
-    standardised with the global mean and standard deviation.
+    standardised with the global mean and standard deviation. With `advantages_normalized`,
+    the caller has standardised each minibatch's advantages already (`make_train` does so for
+    all minibatches of an epoch at once) and the loss takes them as they are.
     """
 
     def loss(params, batch: Batch, hparams: Hyperparams):
@@ -319,7 +327,7 @@ def make_loss(config: PPOA2CConfig, network: ActorCritic, axis_name: str | None 
         log_prob = dist.log_prob(batch.action)
         entropy = dist.entropy()
         adv = batch.advantage
-        if config.normalize_advantages:
+        if config.normalize_advantages and not advantages_normalized:
             adv = losses.normalize_advantages(adv, axis_name=axis_name)
         if config.algo == "a2c":
             return losses.a2c_loss(
@@ -355,7 +363,7 @@ def make_train(
     spec = config.validate()
     env, env_params = make_env(config.env)
     network = make_actor_critic(spec, config.network)
-    loss_fn = make_loss(config, network, axis_name)
+    loss_fn = make_loss(config, network, axis_name, advantages_normalized=True)
     updates_per_chunk = chunk_size(config.num_updates, num_reports)
     t, m = config.num_steps, config.num_minibatches
 
@@ -420,6 +428,13 @@ def make_train(
             minibatches = jax.tree.map(
                 lambda x: x.reshape((m, t // m * x.shape[1]) + x.shape[2:]), shuffled
             )
+            if config.normalize_advantages:
+                # Every minibatch standardised by its own (global) statistics, as the loss
+                # would do, for the whole epoch at once: with the data split over devices,
+                # that is one exchange of statistics per epoch, not two inside every step.
+                minibatches = minibatches._replace(advantage=jax.vmap(
+                    lambda a: losses.normalize_advantages(a, axis_name=axis_name)
+                )(minibatches.advantage))
             return jax.lax.scan(sgd_step, opt, minibatches)
 
         orders = None

@@ -168,17 +168,59 @@ def rollout(
     action_noise = jax.vmap(jax.vmap(one_env_dist.noise))(action_keys)  # [T, B, ...]
     carry, out = jax.lax.scan(step, carry, (action_noise, env_keys), unroll=unroll)
     obs, action, log_prob, reward, terminated, truncated, true_next, ep_ret, ep_len = out
-    values = network.value(params, jnp.concatenate([obs, true_next], axis=0))
+    value = network.value(params, obs)
+    next_value = successor_values(
+        network, params, value, true_next, jnp.logical_or(terminated, truncated)
+    )
     transition = Transition(
         obs=obs,
         action=action,
         log_prob=log_prob,
-        value=values[:num_steps],
+        value=value,
         reward=reward,
         terminated=terminated,
         truncated=truncated,
-        next_value=values[num_steps:],
+        next_value=next_value,
         episode_return=ep_ret,
         episode_length=ep_len,
     )
     return carry, transition
+
+
+def successor_values(
+    network: ActorCritic, params: Params, value: jax.Array, true_next: jax.Array, done: jax.Array
+) -> jax.Array:
+    """`V(s'_t)` for every step of a rollout, `[T, B]`, given `value = V(s_t)` `[T, B]`.
+
+    The true successor `s'_t` is `s_{t+1}` wherever the episode went on, so there
+    `V(s'_t) = value[t + 1]`; only the last step and the steps where an episode ended
+    (`true_next` then holds its final observation) need the critic again. When those ends fit
+    in `B` rows (episodes longer than about `T` steps on average), the critic runs on `2 B`
+    rows instead of all `T B` of `true_next`; otherwise on all of them. Only this extra pass
+    sits in the `lax.cond`, so under `vmap` (where the condition selects between both
+    branches) it costs at most `2 B` rows more than the plain pass.
+
+    Args:
+      network, params: the actor-critic.
+      value: `V(s_t)`, `[T, B]`.
+      true_next: the true successors `s'_t`, `[T, B, *obs_shape]` (as the critic takes them).
+      done: whether the episode ended at step t (terminated or truncated), `[T, B]`.
+    """
+    t, b = done.shape
+    if t == 1:
+        return network.value(params, true_next)
+    ended = done[:-1].reshape(-1)  # steps 0 ... T-2, flat index t * B + env
+    flat_next = true_next[:-1].reshape((-1,) + true_next.shape[2:])
+
+    def few_ends(_):
+        # Index T * B (out of range) fills the unused slots; their values are dropped.
+        idx = jnp.nonzero(ended, size=b, fill_value=t * b)[0]
+        ends = jnp.take(flat_next, idx, axis=0, mode="clip")
+        v = network.value(params, jnp.concatenate([true_next[-1], ends], axis=0))
+        out = jnp.concatenate([value[1:].reshape(-1), v[:b]])
+        return out.at[idx].set(v[b:], mode="drop").reshape(t, b)
+
+    def many_ends(_):
+        return network.value(params, true_next)
+
+    return jax.lax.cond(jnp.sum(ended) <= b, few_ends, many_ends, None)

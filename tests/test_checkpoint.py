@@ -401,3 +401,27 @@ def test_load_policy_rebuilds_the_trained_greedy_policy(straight):
         checkpoint.load_policy(straight, agent=3)
     with pytest.raises(CheckpointError, match=r"has no config.json"):
         checkpoint.load_policy(straight / "checkpoints")
+
+
+@pytest.mark.skipif(
+    len(os.sched_getaffinity(0)) < 2 if hasattr(os, "sched_getaffinity") else True,
+    reason="needs two cores: a lone agent is split over one CPU device per core",
+)
+def test_lone_agent_with_large_minibatches_splits_its_envs_and_resumes_so(cache, tmp_path):
+    # 64 envs x 128 steps in one minibatch: 8,192 samples per SGD step, so the command line
+    # splits the environments over two CPU devices (acjax.backend.data_parallel_devices) and
+    # records that in config.json, which a resumed run follows.
+    run = tmp_path / "lone"
+    args = ["--env", "CartPole-v1", "--num-envs", "64", "--num-steps", "128",
+            "--num-minibatches", "1", "--update-epochs", "1", "--total-timesteps", "32768",
+            "--num-reports", "4", "--eval-episodes", "2", "--no-progress"]
+    first = _cli(*args, "--checkpoint-every", "8192", "--stop-after-steps", "16384",
+                 "--run-dir", str(run), cache=cache, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "environments split 2 ways" in first.stdout, first.stdout[-2000:]
+    assert json.loads((run / "config.json").read_text())["run"]["cpu_devices"] == 2
+    second = _cli("--run-dir", str(run), "--resume", cache=cache, cwd=tmp_path)
+    assert second.returncode == 0, second.stderr[-3000:]
+    summary = _summary(run)
+    assert (summary["num_devices"], summary["device_split"], summary["resumes"]) == (2, "envs", 1)
+    assert len(_rows(run)) == 4

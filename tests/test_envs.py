@@ -147,3 +147,44 @@ def test_rollout_observation_normalisation_updates_stats():
     _, _, carry, traj = _rollout("CartPole-v1", num_envs=8, num_steps=32, normalize_observations=True)
     assert float(carry.obs_stats.count) == pytest.approx(8 * 32, rel=1e-3)
     assert float(jnp.max(jnp.abs(traj.obs))) <= 10.0
+
+
+def test_successor_values_equal_the_critic_on_every_true_successor():
+    from acjax.rollout import successor_values
+
+    env, params = envs.make_env("CartPole-v1")
+    spec = envs.env_spec(env, params, "CartPole-v1")
+    net = make_actor_critic(spec, NetworkConfig(hidden_sizes=(16, 16)))
+    t, b = 12, 5
+    k = jax.random.split(jax.random.PRNGKey(3), 4)
+    net_params = net.init(k[0], jnp.zeros(4))
+    obs = jax.random.normal(k[1], (t, b, 4))
+    finals = jax.random.normal(k[2], (t, b, 4))
+
+    def case(done):
+        # s'_t: the next observation, or a final observation where the episode ended.
+        nxt = jnp.concatenate([obs[1:], finals[-1:]], axis=0)
+        true_next = jnp.where(done[..., None], finals, nxt)
+        return true_next, done
+
+    rng = np.random.default_rng(0)
+    few = np.zeros((t, b), bool)
+    few[rng.integers(0, t - 1, 4), rng.integers(0, b, 4)] = True  # <= B ends: one critic pass
+    few[0, 0] = few[t - 1, 2] = True  # the first flat slot, and the last step (not an "end")
+    many = rng.random((t, b)) < 0.5  # > B ends: the critic on all of true_next
+    assert few[:-1].sum() <= b < many[:-1].sum()
+    fn = jax.jit(lambda tn, d: successor_values(net, net_params, net.value(net_params, obs), tn, d))
+    cases = [case(jnp.asarray(d)) for d in (few, many, np.zeros((t, b), bool))]
+    for true_next, done in cases:
+        np.testing.assert_allclose(
+            fn(true_next, done), net.value(net_params, true_next), rtol=1e-6, atol=1e-7
+        )
+    # Under vmap the branch is a select over both: still every successor's value.
+    true_next = jnp.stack([c[0] for c in cases])
+    done = jnp.stack([c[1] for c in cases])
+    np.testing.assert_allclose(
+        jax.vmap(fn)(true_next, done), net.value(net_params, true_next), rtol=1e-6, atol=1e-7
+    )
+    # One step: the critic on true_next directly.
+    one = successor_values(net, net_params, net.value(net_params, obs[:1]), finals[:1], few[:1])
+    np.testing.assert_allclose(one, net.value(net_params, finals[:1]), rtol=1e-6)

@@ -274,16 +274,19 @@ def test_cpu_devices_default_to_a_divisor_of_the_agents(monkeypatch):
             assert flags.endswith(f"--xla_force_host_platform_device_count={expected}"), argv
     # A lone agent with large SGD steps gets the algorithm's device count (its environments
     # are then split), unless the flags say otherwise.
-    for argv, expected in [
-        ([], 2),
-        (["--num-seeds", "2"], 2),                       # whole agents, as without the hint
-        (["--num-seeds", "3"], 3),
-        (["--cpu-devices", "1"], None),
-        (["--device-split", "agents"], None),
-        (["--num-processes", "2"], None),
+    # The count it returns is recorded as the run's cpu_devices (a resumed run splits alike).
+    for argv, expected, recorded in [
+        ([], 2, 2),
+        (["--num-seeds", "2"], 2, None),                 # whole agents, as without the hint
+        (["--num-seeds", "3"], 3, None),
+        (["--cpu-devices", "1"], None, None),
+        (["--cpu-devices", "2"], 2, None),               # asked for: nothing to record
+        (["--num-devices", "1"], None, None),
+        (["--device-split", "agents"], None, None),
+        (["--num-processes", "2"], None, None),
     ]:
         monkeypatch.setenv("XLA_FLAGS", "--xla_foo=1")
-        cli._configure_cpu_devices(argv, 1, lone_agent_devices=2)
+        assert cli._configure_cpu_devices(argv, 1, lone_agent_devices=2) == recorded, argv
         flags = os.environ["XLA_FLAGS"]
         if expected is None:
             assert "device_count" not in flags, (argv, flags)
