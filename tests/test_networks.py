@@ -156,15 +156,17 @@ def test_forward_pass_equals_flax_apply(spec, config):
         assert all(not np.any(g) for g in jax.tree.leaves(grads["trunk"]))
 
 
+@pytest.mark.parametrize("out_dim", [6, 1])
 @pytest.mark.parametrize("x_shape", [(5,), (128, 7), (3, 4, 7)])
-def test_dense_gradient_equals_autodiff_of_the_plain_layer(x_shape):
+def test_dense_gradient_equals_autodiff_of_the_plain_layer(x_shape, out_dim):
     """`acjax.networks.dense`'s hand-written backward pass against JAX's autodiff of
-    `x @ kernel + bias` (one sample, a batch, two batch axes), also inside vmap."""
+    `x @ kernel + bias` (one sample, a batch, two batch axes; several outputs, or one as in a
+    value head), also inside vmap."""
     in_dim = x_shape[-1]
     x = jax.random.normal(jax.random.PRNGKey(0), x_shape)
-    kernel = jax.random.normal(jax.random.PRNGKey(1), (in_dim, 6))
-    bias = jax.random.normal(jax.random.PRNGKey(2), (6,))
-    w = jax.random.normal(jax.random.PRNGKey(3), x_shape[:-1] + (6,))
+    kernel = jax.random.normal(jax.random.PRNGKey(1), (in_dim, out_dim))
+    bias = jax.random.normal(jax.random.PRNGKey(2), (out_dim,))
+    w = jax.random.normal(jax.random.PRNGKey(3), x_shape[:-1] + (out_dim,))
 
     def plain(x, k, b):
         return x @ k + jnp.reshape(b, (1,) * (x.ndim - 1) + (-1,))
