@@ -503,7 +503,7 @@ def summary_ratios(result: dict) -> list[tuple[str, float | None]]:
         ("ppo-cartpole steady steps/s acjax / acjax-all-threads",
          ratio(med("ppo-cartpole", "acjax", sps), med("ppo-cartpole", "acjax-all-threads", sps))),
     ]
-    for name in ("ppo-cartpole-seeds16", "ppo-cartpole-seeds64"):
+    for name in ("ppo-cartpole-seeds16", "ppo-cartpole-seeds64", "ppo-cartpole-wide-seeds8"):
         for fw in ("acjax", "acjax-vmap"):
             rows.append((f"{name.removeprefix('ppo-cartpole-')} aggregate steps/s {fw} / rejax",
                          ratio(med(name, fw, sps), med(name, "rejax", sps))))
@@ -513,9 +513,6 @@ def summary_ratios(result: dict) -> list[tuple[str, float | None]]:
         ("wide steady steps/s acjax-1device / rejax",
          ratio(med("ppo-cartpole-wide", "acjax-1device", sps),
                med("ppo-cartpole-wide", "rejax", sps))),
-        ("wide 8 seeds aggregate steps/s acjax-vmap / rejax",
-         ratio(med("ppo-cartpole-wide-seeds8", "acjax-vmap", sps),
-               med("ppo-cartpole-wide-seeds8", "rejax", sps))),
         ("wide acjax / random-action rollout limit",
          lim("ppo-cartpole-wide", "acjax", "fraction_of_random_rollout")),
         ("wide acjax / policy rollout limit",

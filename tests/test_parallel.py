@@ -256,37 +256,29 @@ def test_cpu_devices_default_to_a_divisor_of_the_agents(monkeypatch):
     from acjax import cli
 
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    cases = [
-        ([], 1, None),                                   # one agent: one device
-        (["--num-seeds", "64"], 1, 8),                   # up to 4 devices per core
-        (["--num-seeds", "3"], 1, 3),
-        (["--num-seeds", "5"], 2, 5),                    # 10 agents: largest divisor <= 8
-        (["--num-seeds", "8", "--cpu-devices", "4"], 1, 4),
-        (["--num-seeds", "8", "--cpu-devices", "1"], 1, None),
-    ]
-    for argv, settings, expected in cases:
-        monkeypatch.setenv("XLA_FLAGS", "--xla_foo=1")
-        cli._configure_cpu_devices(argv, settings)
-        flags = os.environ["XLA_FLAGS"]
-        if expected is None:
-            assert "device_count" not in flags, (argv, flags)
-        else:
-            assert flags.endswith(f"--xla_force_host_platform_device_count={expected}"), argv
+    # (argv, settings, lone-agent hint, expected device count, count returned for recording).
     # A lone agent with large SGD steps gets the algorithm's device count (its environments
-    # are then split), unless the flags say otherwise.
-    # The count it returns is recorded as the run's cpu_devices (a resumed run splits alike).
-    for argv, expected, recorded in [
-        ([], 2, 2),
-        (["--num-seeds", "2"], 2, None),                 # whole agents, as without the hint
-        (["--num-seeds", "3"], 3, None),
-        (["--cpu-devices", "1"], None, None),
-        (["--cpu-devices", "2"], 2, None),               # asked for: nothing to record
-        (["--num-devices", "1"], None, None),
-        (["--device-split", "agents"], None, None),
-        (["--num-processes", "2"], None, None),
-    ]:
+    # are then split) unless the flags say otherwise; that count is returned and recorded as
+    # the run's cpu_devices, so a resumed run splits alike.
+    cases = [
+        ([], 1, 1, None, None),                          # one agent: one device
+        (["--num-seeds", "64"], 1, 1, 8, None),          # up to 4 devices per core
+        (["--num-seeds", "3"], 1, 1, 3, None),
+        (["--num-seeds", "5"], 2, 1, 5, None),           # 10 agents: largest divisor <= 8
+        (["--num-seeds", "8", "--cpu-devices", "4"], 1, 1, 4, None),
+        (["--num-seeds", "8", "--cpu-devices", "1"], 1, 1, None, None),
+        ([], 1, 2, 2, 2),                                # a lone agent with large steps
+        (["--num-seeds", "2"], 1, 2, 2, None),           # whole agents, as without the hint
+        (["--num-seeds", "3"], 1, 2, 3, None),
+        (["--cpu-devices", "1"], 1, 2, None, None),
+        (["--cpu-devices", "2"], 1, 2, 2, None),         # asked for: nothing to record
+        (["--num-devices", "1"], 1, 2, None, None),
+        (["--device-split", "agents"], 1, 2, None, None),
+        (["--num-processes", "2"], 1, 2, None, None),
+    ]
+    for argv, settings, lone, expected, recorded in cases:
         monkeypatch.setenv("XLA_FLAGS", "--xla_foo=1")
-        assert cli._configure_cpu_devices(argv, 1, lone_agent_devices=2) == recorded, argv
+        assert cli._configure_cpu_devices(argv, settings, lone_agent_devices=lone) == recorded
         flags = os.environ["XLA_FLAGS"]
         if expected is None:
             assert "device_count" not in flags, (argv, flags)
