@@ -57,10 +57,8 @@ def _threefry2x32_straight_line(ctx, k1, k2, x1, x2):
     the same program.
     """
     import numpy as np
-    from jax._src import core
-    from jax._src.interpreters import mlir
-    from jax._src.lib.mlir.dialects import hlo
 
+    core, mlir, hlo = _lowering_modules()
     k1_aval, k2_aval, x1_aval, x2_aval = ctx.avals_in
     aval_out = ctx.avals_out[0]
     scalar = core.ShapedArray((), np.dtype("uint32"))
@@ -95,25 +93,51 @@ def _threefry2x32_straight_line(ctx, k1, k2, x1, x2):
     return x
 
 
+def _lowering_modules():
+    """`(core, mlir, hlo)`: the private JAX modules the straight-line rule emits through."""
+    from jax._src import core
+    from jax._src.interpreters import mlir
+    from jax._src.lib.mlir.dialects import hlo
+
+    return core, mlir, hlo
+
+
 def unroll_cpu_threefry(unrolled: bool = True) -> bool:
     """Chooses the CPU lowering of threefry2x32: straight-line (True) or JAX's rolled loop.
 
-    Affects functions lowered after the call (already compiled programs keep theirs). Returns
-    False, changing nothing, when this JAX version does not expose the two lowerings.
+    Affects functions lowered after the call (already compiled programs keep theirs). Both
+    rules come from JAX's private modules (`jax._src`), so every step falls back to JAX's
+    default: when a name is missing here, nothing is registered and the call returns False;
+    when the straight-line rule fails while lowering (a name with another signature in this
+    JAX version), that call site is lowered by JAX's own CPU rule instead.
     """
     try:
-        from jax._src.interpreters import mlir
         from jax._src.random import threefry2x32 as threefry
 
+        _, mlir, _ = _lowering_modules()
+        default = threefry._threefry2x32_cpu_lowering_rule
+        primitive = threefry.threefry2x32_p
         if unrolled:
             mlir.multi_broadcast_in_dim, mlir.broadcast_in_dim  # noqa: B018 - both needed
-            rule = _threefry2x32_straight_line
+            rule = _guarded(_threefry2x32_straight_line, default)
         else:
-            rule = threefry._threefry2x32_cpu_lowering_rule
-        mlir.register_lowering(threefry.threefry2x32_p, rule, platform="cpu")
-    except (ImportError, AttributeError):  # pragma: no cover - other JAX versions
+            rule = default
+        mlir.register_lowering(primitive, rule, platform="cpu")
+    except (ImportError, AttributeError, TypeError):  # other JAX versions: JAX's default
         return False
     return True
+
+
+def _guarded(rule, default):
+    """`rule`, or `default` for a call site where `rule` raises (another JAX version)."""
+
+    def lower(ctx, *args, **kwargs):
+        try:
+            return rule(ctx, *args, **kwargs)
+        except Exception:  # noqa: BLE001 - a private API that changed: JAX's own rule
+            return default(ctx, *args, **kwargs)
+
+    return lower
 
 
 FAST_COMPILE_OPTIONS = {"xla_cpu_opt_preset": "CPU_OPT_PRESET_FAST_COMPILE"}
@@ -198,12 +222,19 @@ def hidden_products(layers) -> int:
 
 
 def backend_started() -> bool:
-    """Whether JAX has already created its device clients (nothing can be changed then)."""
+    """Whether JAX has already created its device clients (nothing can be changed then).
+
+    Asks JAX's private `xla_bridge` (there is no public question for it); where this JAX
+    version has neither of the names used, it answers True, so nothing is changed.
+    """
     try:
         from jax._src import xla_bridge
-    except ImportError:  # pragma: no cover - other JAX versions
+    except ImportError:
         return True
-    return bool(getattr(xla_bridge, "_backends", True))
+    try:
+        return bool(xla_bridge.backends_are_initialized())
+    except Exception:  # noqa: BLE001 - missing, or another signature
+        return bool(getattr(xla_bridge, "_backends", True))
 
 
 def cpu_only() -> bool:

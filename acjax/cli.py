@@ -30,6 +30,7 @@ import os
 import pathlib
 import platform
 import re
+import shlex
 import sys
 import tempfile
 import time
@@ -38,6 +39,7 @@ from typing import Annotated, Any, Literal
 
 import tyro
 
+from acjax import interrupt
 from acjax.config import config_to_dict, flag
 
 
@@ -58,6 +60,9 @@ class RunOptions:
     keep_checkpoints: int = 3
     """Complete checkpoints to keep in RUN_DIR/checkpoints (older ones are deleted only after a
     newer one is complete)."""
+    checkpoints: bool = True
+    """Write checkpoints (--no-checkpoints: none at all, not even at the end or when the run is
+    interrupted, so an interrupted run cannot be resumed)."""
     stop_after_steps: int | None = None
     """Stop once this many env steps per agent are done (rounded up to whole chunks), saving a
     checkpoint; --resume then continues to --total-timesteps."""
@@ -228,6 +233,8 @@ def train_and_report(
     sweep_fields: tuple[str, ...] = (),
     console=None,
     grid: dict[str, tuple[float, ...]] | None = None,
+    stop: interrupt.StopRequest | None = None,
+    command: str | None = None,
 ) -> dict[str, Any]:
     """Trains in jitted chunks, reports between them, evaluates, writes the run directory.
 
@@ -246,10 +253,15 @@ def train_and_report(
       sweep_fields: the traced fields that vary across `configs` (for the sweep table).
       console: a `rich.console.Console` (default: stdout).
       grid: the sweep grid (`{field: values}`), recorded in config.json for `--resume`.
+      stop: set by SIGINT / SIGTERM (`acjax.interrupt.StopRequest`): the run stops at the next
+        chunk boundary with a checkpoint.
+      command: how the run was started, for the resume line (default `python -m MODULE` of
+        the configuration's module).
 
     Returns:
-      The summary dict also written to `summary.json`; for a run stopped by
-      `options.stop_after_steps`, `{"stopped": True, "env_steps": ..., "run_dir": ...}`.
+      The summary dict also written to `summary.json`; for a run stopped early (by
+      `options.stop_after_steps` or `stop`), `{"stopped": True, "env_steps": ...,
+      "run_dir": ..., "interrupted": signal name or None}`.
 
     Raises:
       CheckpointError: (with `options.resume`) the checkpoint belongs to another configuration
@@ -258,6 +270,7 @@ def train_and_report(
     import jax
     import numpy as np
     from rich.console import Console
+    from rich.markup import escape
 
     from acjax import checkpoint, loggers, parallel, sweep
 
@@ -310,7 +323,7 @@ def train_and_report(
         state, progress, resumed_from = _restore(
             checkpointer, resume_step, runner, state, num_agents, num_chunks
         )
-    runner.compile(state, hparams)
+    interrupt.wait(runner.compile, state, hparams)
     progress.compile_seconds += time.perf_counter() - t0
     wall_before = progress.wall_seconds
 
@@ -321,7 +334,8 @@ def train_and_report(
         f"[bold]{getattr(config, 'algo', '').upper()}[/] on {config.env}, {who} "
         f"({layout.describe()}): {total_steps:,} env steps per agent in {num_chunks} chunks of "
         f"{updates_per_chunk} updates x {steps_per_update} steps "
-        f"(compiled in {time.perf_counter() - t0:.1f} s) -> {run_dir}"
+        f"(compiled in {time.perf_counter() - t0:.1f} s) -> {escape(str(run_dir))}",
+        soft_wrap=True,
     )
     if options.resume:
         console.print(
@@ -337,6 +351,8 @@ def train_and_report(
     )
 
     def save(chunks_done: int, state) -> None:
+        if not options.checkpoints:
+            return
         raw, impls = checkpoint.unwrap_keys(state)
         host = parallel.state_to_host(layout, raw)  # copied now: the next chunk donates `state`
         progress.metrics_bytes = logs.csv_bytes
@@ -357,9 +373,10 @@ def train_and_report(
         checkpointer.save(chunks_done * steps_per_chunk, host, meta, impls)
 
     print_every = max(1, num_chunks // options.num_reports)
+    stop = stop or interrupt.StopRequest()
     try:
         state, stopped = _train_chunks(
-            runner, state, hparams, eval_keys, options, progress, logs, console, save,
+            runner, state, hparams, eval_keys, options, progress, logs, console, save, stop,
             num_chunks=num_chunks, steps_per_chunk=steps_per_chunk, num_agents=num_agents,
             print_every=print_every, total_steps=total_steps, main=main,
         )
@@ -371,14 +388,29 @@ def train_and_report(
     if stopped:
         checkpointer.close()
         steps = progress.chunks * steps_per_chunk
-        console.print(
-            f"[bold]stopped[/] after {steps:,} of {total_steps:,} env steps (checkpoint saved); "
-            f"continue with: python -m {type(config).__module__} --run-dir {run_dir} --resume"
-        )
-        return {"stopped": True, "env_steps": steps, "run_dir": str(run_dir)}
+        command = command or f"python -m {type(config).__module__}"
+        resume = f"{command} --run-dir {shlex.quote(str(run_dir))} --resume"
+        if jax.process_count() > 1:
+            resume += " (every process, with its own --process-id)"
+        done = f"after {steps:,} of {total_steps:,} env steps"
+        if not stop.requested:
+            line = f"stopped {done} (checkpoint saved); continue with: {resume}"
+        elif steps == 0:
+            line = (f"interrupted ({stop.name}) before the first chunk finished: nothing was "
+                    f"trained; start it with: {resume}")
+        elif options.checkpoints:
+            line = f"interrupted ({stop.name}) {done}, checkpoint saved; resume with: {resume}"
+        else:
+            line = (f"interrupted ({stop.name}) {done}; checkpoints are off (--no-checkpoints), "
+                    f"so this run's {steps:,} env steps ({progress.train_seconds:.1f} s of "
+                    "training) are lost; start again with a new --run-dir")
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+        return {"stopped": True, "env_steps": steps, "run_dir": str(run_dir),
+                "interrupted": stop.name or None, "exit_code": stop.exit_code if stop.requested
+                else 0}
 
     t_eval = time.perf_counter()
-    eval_returns, eval_lengths = runner.evaluate(state, eval_keys)  # [agents, episodes]
+    eval_returns, eval_lengths = interrupt.wait(runner.evaluate, state, eval_keys)  # [A, E]
     per_agent = np.mean(eval_returns, axis=1)
     eval_seconds = time.perf_counter() - t_eval
     params = jax.device_get(runner.agent_state(state).params)
@@ -534,13 +566,15 @@ def _common_latest_step(checkpointer) -> int | None:
 
 
 def _train_chunks(
-    runner, state, hparams, eval_keys, options, progress, logs, console, save, *,
+    runner, state, hparams, eval_keys, options, progress, logs, console, save, stop, *,
     num_chunks, steps_per_chunk, num_agents, print_every, total_steps, main,
 ) -> tuple[Any, bool]:
     """The chunk loop from `progress.chunks` on; returns the state and whether it stopped early.
 
     After each chunk: the report row (with a greedy evaluation when one is due) goes to the
-    logs, then a checkpoint is started when one is due, at the end, or when stopping.
+    logs, then a checkpoint is started when one is due, at the end, or when stopping (at
+    `options.stop_after_steps`, or on a signal recorded in `stop`; in a multi-process run every
+    process stops at the first chunk after any of them got one).
     """
     import jax
     import numpy as np
@@ -559,9 +593,11 @@ def _train_chunks(
         task = bar.add_task("training", total=total_steps,
                             completed=progress.chunks * steps_per_chunk)
         start = time.perf_counter()
+        if _stop_requested(stop):  # during compilation: nothing new to save
+            return state, True
         for i in range(progress.chunks, num_chunks):
             t_chunk = time.perf_counter()
-            state, metrics = runner.chunk(state, hparams)
+            state, metrics = interrupt.wait(runner.chunk, state, hparams)
             dt = time.perf_counter() - t_chunk
             progress.train_seconds += dt
             before, env_steps = i * steps_per_chunk, (i + 1) * steps_per_chunk
@@ -571,7 +607,7 @@ def _train_chunks(
                 if _due(options.eval_every, before, env_steps):
                     t_eval = time.perf_counter()
                     keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(eval_keys, i + 1)
-                    returns, lengths = runner.evaluate(state, keys)
+                    returns, lengths = interrupt.wait(runner.evaluate, state, keys)
                     evaluation = _eval_columns(returns, lengths)
                     progress.eval_seconds += time.perf_counter() - t_eval
             row = _report_row(
@@ -586,13 +622,13 @@ def _train_chunks(
             logs.write(row)
             bar.update(task, completed=env_steps)
             last = i + 1 == num_chunks
-            stop = (
-                not last and options.stop_after_steps is not None
-                and env_steps >= options.stop_after_steps
+            stop_now = not last and (
+                (options.stop_after_steps is not None and env_steps >= options.stop_after_steps)
+                or _stop_requested(stop)
             )
-            if last or stop or _due(options.checkpoint_every, before, env_steps):
+            if last or stop_now or _due(options.checkpoint_every, before, env_steps):
                 save(i + 1, state)
-            if (i + 1) % print_every == 0 or last or stop or evaluation:
+            if (i + 1) % print_every == 0 or last or stop_now or evaluation:
                 # "-": no episode ended within this chunk (long episodes, short chunks)
                 ret = row["episode_return"]
                 ret = f"{ret:>9.2f}" if math.isfinite(ret) else f"{'-':>9}"
@@ -603,9 +639,24 @@ def _train_chunks(
                 if evaluation:
                     line += f"  greedy eval {row['eval_return']:>9.2f}"
                 console.print(line)
-            if stop:
+            if stop_now:
                 return state, True
     return state, False
+
+
+def _stop_requested(stop: interrupt.StopRequest) -> bool:
+    """Whether this process, or (in a multi-process run) any process, got a stop signal."""
+    import jax
+
+    if jax.process_count() == 1:
+        return stop.requested
+    import numpy as np
+    from jax.experimental import multihost_utils
+
+    flags = multihost_utils.process_allgather(np.int32(stop.signum or 0))
+    if not stop.requested and np.any(flags):
+        stop.request(int(np.max(flags)))
+    return stop.requested
 
 
 def _eval_columns(returns, lengths) -> dict[str, float]:
@@ -880,6 +931,7 @@ def parse_args(
     *,
     default=None,
     run_default: RunOptions | None = None,
+    prog: str | None = None,
 ):
     """Parses `argv` into `(config, RunOptions)`.
 
@@ -899,7 +951,7 @@ def parse_args(
         "run": Annotated[RunOptions, tyro.conf.arg(name="")],
     }
     entry.__defaults__ = (default, run_default or RunOptions())
-    return tyro.cli(entry, args=argv, description=description)
+    return tyro.cli(entry, args=argv, description=description, prog=prog)
 
 
 def _resume_requested(argv: list[str]) -> bool:
@@ -981,6 +1033,13 @@ def _check_run_options(options: RunOptions) -> None:
                 f"{name}={value} must be a positive number of env steps; pass e.g. "
                 f"{flag(name)} 100000 or leave it out"
             )
+    if not options.checkpoints:
+        for name in ("checkpoint_every", "stop_after_steps", "resume"):
+            if getattr(options, name) not in (None, False):
+                raise ValueError(
+                    f"{flag(name)} needs checkpoints, but --no-checkpoints turns them off; drop "
+                    "one of the two"
+                )
     loggers.check_available(tensorboard=options.tensorboard, wandb=options.wandb)
 
 
@@ -993,8 +1052,14 @@ def run_main(
     argv: list[str] | None = None,
     step_flops: Callable[[list[str], Any], int | None] | None = None,
     lone_agent_devices: Callable[[list[str], Any], int] | None = None,
+    command: str | None = None,
 ) -> dict[str, Any]:
     """Parses flags, validates, trains, evaluates; a bad flag exits with status 2, no traceback.
+
+    `command` is how a user starts it (default `python -m MODULE` of `config_cls`): `--help`'s
+    usage line and the resume line show it. SIGINT (Ctrl-C) or SIGTERM stops the run at the
+    next chunk boundary with a checkpoint and a resume line, and the process exits with 130 or
+    143 without a traceback (a second signal stops it at once; `acjax.interrupt`).
 
     `step_flops(argv, saved_config)` estimates one SGD step's matmul FLOPs from the flags (or
     a resumed run's saved configuration) before JAX starts, without building anything; small
@@ -1007,6 +1072,21 @@ def run_main(
     `--run-dir RUN_DIR --resume` continues a run from its latest complete checkpoint with the
     configuration saved in RUN_DIR/config.json; flags that contradict it are an error.
     """
+    command = command or f"python -m {config_cls.__module__}"
+    with interrupt.StopRequest() as stop:
+        summary = _run_main(
+            description, config_cls, preset, make_train, argv, step_flops, lone_agent_devices,
+            command, stop,
+        )
+    if summary.get("exit_code"):
+        raise SystemExit(summary["exit_code"])
+    return summary
+
+
+def _run_main(
+    description, config_cls, preset, make_train, argv, step_flops, lone_agent_devices, command,
+    stop,
+) -> dict[str, Any]:
     from acjax import parallel, sweep
     from acjax.checkpoint import CheckpointError
 
@@ -1037,6 +1117,7 @@ def run_main(
         config, options = parse_args(
             config_cls, preset, argv, description,
             default=saved.config if saved is not None else None, run_default=run_default,
+            prog=command,
         )
         if lone_split and options.cpu_devices is None:
             # Recorded in config.json: a resumed run then splits the same way.
@@ -1063,8 +1144,19 @@ def run_main(
         enable_compilation_cache()
     try:
         return train_and_report(
-            make_train, configs, options, run_dir=run_dir, sweep_fields=tuple(grid), grid=grid
+            make_train, configs, options, run_dir=run_dir, sweep_fields=tuple(grid), grid=grid,
+            stop=stop, command=command,
         )
     except CheckpointError as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def entry(main: Callable[[], Any]) -> None:
+    """Runs a command line's `main()`; a Ctrl-C before training starts (while libraries are
+    imported or flags parsed) exits with 130 without a traceback, like one during training."""
+    try:
+        main()
+    except KeyboardInterrupt:
+        print("\ninterrupted (SIGINT) before training started", file=sys.stderr)
+        raise SystemExit(130) from None

@@ -206,7 +206,8 @@ def plot_runs(run_dirs: Sequence[pathlib.Path], out: pathlib.Path, title: str | 
 
 def main(argv: list[str] | None = None) -> pathlib.Path:
     """`python -m acjax.plot RUN_DIR [RUN_DIR ...] [--out PNG]`; bad input exits with status 2."""
-    options = tyro.cli(PlotOptions, args=sys.argv[1:] if argv is None else argv)
+    options = tyro.cli(PlotOptions, args=sys.argv[1:] if argv is None else argv,
+                       prog="python -m acjax.plot")
     try:
         count = plot_runs(options.run_dirs, options.out, options.title)
     except ValueError as err:

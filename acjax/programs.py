@@ -10,9 +10,16 @@ the XLA executable is looked up.
 
 A saved program is found only by a SHA-256 fingerprint of everything that could change it:
 the configuration's type and every field, the source files of the `acjax` package, the versions
-of JAX, jaxlib and the libraries that build environments, networks and optimizers, the backend
-and device kind, JAX's numerics flags, and acjax's compile options. A file that cannot be read
-back is replaced, never trusted: the program is then exported again.
+of JAX, jaxlib and the libraries that build environments, networks and optimizers, the platform
+`jax.export` lowers for on the device in use (`lowering_platform`: "cuda" or "rocm" for a
+device whose platform reads "gpu") and its device kind, JAX's numerics flags, and acjax's
+compile options.
+
+A saved program never breaks a run. A file that cannot be read back, or a program that cannot
+be compiled or called here, is replaced by a fresh export; when exporting or saving fails too
+(a read-only or unusable folder, a function `jax.export` cannot serialise), the run compiles
+the ordinary way (`jax.jit`). Either way one warning line on stderr names the file and the
+reason.
 
     from acjax.cli import enable_compilation_cache
     from acjax.programs import compile_train
@@ -29,6 +36,7 @@ import importlib.metadata
 import json
 import os
 import pathlib
+import sys
 import tempfile
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -37,7 +45,7 @@ import jax
 
 from acjax import backend
 
-FORMAT = "acjax-program-1"
+FORMAT = "acjax-program-2"
 """Changes whenever what is stored, or how it is keyed, changes."""
 
 LIBRARIES = ("jax", "jaxlib", "flax", "optax", "gymnax", "chex", "numpy", "ml_dtypes", "brax")
@@ -52,7 +60,9 @@ class Loaded(NamedTuple):
 
     Attributes:
       path: the saved program's file, or None when no cache directory is configured.
-      outcome: "loaded" (found and read back), "saved" (exported now) or "off" (no cache).
+      outcome: "loaded" (found and read back), "saved" (exported now), "unsaved" (exported
+        and compiled, but the file could not be written), "failed" (compiled the ordinary way:
+        no program could be exported) or "off" (no cache directory).
     """
 
     path: pathlib.Path | None
@@ -81,6 +91,20 @@ def _versions() -> dict[str, str | None]:
     return out
 
 
+def lowering_platform(device: Any) -> str:
+    """The platform name `jax.export` lowers for on `device`.
+
+    A device's `platform` says "gpu" for NVIDIA and AMD GPUs alike, where `jax.export` wants
+    "cuda" or "rocm" (it refuses to call a program exported for "gpu" on either): the client's
+    platform version tells them apart. Other names ("cpu", "tpu", "cuda", "rocm") are kept.
+    """
+    platform = str(device.platform).lower()
+    if platform != "gpu":
+        return platform
+    version = str(getattr(getattr(device, "client", None), "platform_version", "")).lower()
+    return "rocm" if ("rocm" in version or "hip" in version) else "cuda"
+
+
 def fingerprint(name: str, config: Any, args: Any, options: dict | None) -> dict[str, Any]:
     """Everything a saved program depends on, as a JSON-able dict (hashed by `program_key`)."""
     device = jax.devices()[0]
@@ -95,7 +119,7 @@ def fingerprint(name: str, config: Any, args: Any, options: dict | None) -> dict
         "args_tree": str(jax.tree.structure(args)),
         "acjax_sources": source_digest(),
         "versions": _versions(),
-        "platform": device.platform,
+        "platform": lowering_platform(device),
         "device_kind": device.device_kind,
         "x64": bool(jax.config.jax_enable_x64),
         "prng_impl": str(jax.config.jax_default_prng_impl),
@@ -128,18 +152,15 @@ def _write_atomically(path: pathlib.Path, data: bytes) -> None:
         raise
 
 
-def _load(path: pathlib.Path, meta_path: pathlib.Path, key: str):
-    """(exported, metadata) of a saved program, or None when absent or unusable."""
-    try:
-        meta = json.loads(meta_path.read_text())
-        if meta.get("key") != key:
-            return None
-        exported = jax.export.deserialize(bytearray(path.read_bytes()))
-    except Exception:  # noqa: BLE001 - any unreadable file is a miss: export again
-        return None
-    if len(exported.out_avals) != meta.get("num_outputs"):
-        return None
-    return exported, meta
+def warn(message: str) -> None:
+    """One warning line on stderr (a saved program that could not be used)."""
+    print(f"acjax: warning: {message}", file=sys.stderr, flush=True)
+
+
+def _reason(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    text = text if len(text) <= 300 else text[:297] + "..."
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
 def compile_state_program(
@@ -168,62 +189,114 @@ def compile_state_program(
       donate_state: donate `args[0]`'s buffers to the call (a state updated in place).
 
     Returns:
-      `(call, info)`: `call(*args) -> (state, metrics)` and where the program is, whether it
-      was loaded or saved.
+      `(call, info)`: `call(*args) -> (state, metrics)` and where the program is, what became
+      of it (`Loaded.outcome`). Nothing that goes wrong with a saved program raises here: the
+      run warns in one line and compiles the ordinary way.
     """
     options = backend.compiler_options()
     folder = pathlib.Path(directory) if directory is not None else programs_dir()
+
+    def ordinary():
+        donate = (0,) if donate_state else ()
+        return jax.jit(fun, compiler_options=options, donate_argnums=donate).lower(*args).compile()
+
     if folder is None:
-        jitted = jax.jit(fun, compiler_options=options, donate_argnums=(0,) if donate_state else ())
-        return jitted.lower(*args).compile(), Loaded(None, "off")
+        return ordinary(), Loaded(None, "off")
+    path: pathlib.Path | None = None
+    problems: list[str] = []
+    try:
+        print_ = fingerprint(name, config, args, options)
+        digest = program_key(print_)
+        path = folder / f"{digest}.jaxexport"
+        meta_path = folder / f"{digest}.json"
+        found, problem = _load(path, meta_path, digest)
+        if problem:
+            problems.append(f"could not be read ({problem})")
+        if found is not None:
+            try:
+                call = _compiled_call(*found, args, state_like, options, donate_state)
+                return call, Loaded(path, "loaded")
+            except Exception as err:  # noqa: BLE001 - exported elsewhere, another JAX, ...
+                problems.append(f"could not be compiled here ({_reason(err)})")
+        exported, meta = _export(fun, args, print_, digest)
+        call = _compiled_call(exported, meta, args, state_like, options, donate_state)
+        try:
+            _save(folder, path, meta_path, exported, meta)
+        except Exception as err:  # noqa: BLE001 - a read-only or unusable folder
+            problems.append(f"could not be written ({_reason(err)})")
+            warn(f"saved program {path} {'; '.join(problems)}; this run goes on without it")
+            return call, Loaded(path, "unsaved")
+        if problems:
+            warn(f"saved program {path} {'; '.join(problems)}; exported it again")
+        return call, Loaded(path, "saved")
+    except Exception as err:  # noqa: BLE001 - a saved program never breaks a run
+        problems.append(_reason(err))
+    where = path if path is not None else folder
+    warn(f"saved program {where} not used ({'; '.join(problems)}); compiling the ordinary way")
+    return ordinary(), Loaded(path, "failed")
 
+
+def _load(path: pathlib.Path, meta_path: pathlib.Path, key: str):
+    """`((exported, metadata), None)`, or `(None, reason)`; `(None, None)` when absent."""
+    if not path.exists() and not meta_path.exists():
+        return None, None
+    try:
+        meta = json.loads(meta_path.read_text())
+        if meta.get("key") != key:
+            return None, f"{meta_path.name} belongs to another program"
+        exported = jax.export.deserialize(bytearray(path.read_bytes()))
+    except Exception as err:  # noqa: BLE001 - any unreadable file is a miss
+        return None, _reason(err)
+    if len(exported.out_avals) != meta.get("num_outputs"):
+        return None, (f"it returns {len(exported.out_avals)} arrays, its metadata says "
+                      f"{meta.get('num_outputs')}")
+    return (exported, meta), None
+
+
+def _export(fun, args, print_: dict[str, Any], digest: str):
+    """`(exported, meta)`: `fun` exported for this device's lowering platform."""
     flat_args, in_tree = jax.tree.flatten(args)
-    print_ = fingerprint(name, config, args, options)
-    digest = program_key(print_)
-    path = folder / f"{digest}.jaxexport"
-    meta_path = folder / f"{digest}.json"
-    found = _load(path, meta_path, digest)
-    if found is not None:
-        exported, meta = found
-        outcome = "loaded"
-    else:
-        names: list[str] = []
+    names: list[str] = []
 
-        def flat_fun(*leaves):
-            state, metrics = fun(*jax.tree.unflatten(in_tree, leaves))
-            names[:] = sorted(metrics)
-            return jax.tree.leaves((state, metrics))
+    def flat_fun(*leaves):
+        state, metrics = fun(*jax.tree.unflatten(in_tree, leaves))
+        names[:] = sorted(metrics)
+        return jax.tree.leaves((state, metrics))
 
-        exported = jax.export.export(jax.jit(flat_fun), platforms=(print_["platform"],))(
-            *flat_args
-        )
-        blob = exported.serialize()
-        meta = {"key": digest, "metric_names": names, "num_outputs": len(exported.out_avals),
-                "fingerprint": print_}
-        folder.mkdir(parents=True, exist_ok=True)
-        _write_atomically(path, bytes(blob))
-        _write_atomically(meta_path, json.dumps(meta, indent=1).encode())
-        # Compile what a later run will load, so that both find the same XLA cache entry.
-        exported = jax.export.deserialize(blob)
-        outcome = "saved"
+    exported = jax.export.export(jax.jit(flat_fun), platforms=(print_["platform"],))(*flat_args)
+    meta = {"key": digest, "metric_names": names, "num_outputs": len(exported.out_avals),
+            "fingerprint": print_}
+    # What a later run loads is the deserialised program: compile that one now, so that both
+    # runs find the same entry in JAX's compilation cache.
+    return jax.export.deserialize(exported.serialize()), meta
 
+
+def _save(folder: pathlib.Path, path: pathlib.Path, meta_path: pathlib.Path, exported, meta):
+    """Writes the program, then its metadata (a reader checks the metadata's key first)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    _write_atomically(path, bytes(exported.serialize()))
+    _write_atomically(meta_path, json.dumps(meta, indent=1).encode())
+
+
+def _compiled_call(exported, meta, args, state_like, options, donate_state: bool):
+    """`call(*args) -> (state, metrics)` of an exported program, compiled for `args`."""
     out_tree = jax.tree.structure((state_like, {n: 0 for n in meta["metric_names"]}))
     if out_tree.num_leaves != meta["num_outputs"]:
         raise ValueError(
-            f"saved program {path} returns {meta['num_outputs']} arrays but the state and "
-            f"metrics here have {out_tree.num_leaves}; delete the file to export it again"
+            f"the program returns {meta['num_outputs']} arrays but the state and metrics here "
+            f"have {out_tree.num_leaves}"
         )
     num_state = len(jax.tree.leaves(args[0])) if donate_state else 0
     compiled = (
         jax.jit(exported.call, compiler_options=options, donate_argnums=tuple(range(num_state)))
-        .lower(*flat_args)
+        .lower(*jax.tree.leaves(args))
         .compile()
     )
 
     def call(*call_args):
         return jax.tree.unflatten(out_tree, compiled(*jax.tree.leaves(call_args)))
 
-    return call, Loaded(path, outcome)
+    return call
 
 
 def compile_train(

@@ -162,7 +162,8 @@ def main(argv: list[str] | None = None) -> pathlib.Path:
     """`python -m acjax.render RUN_DIR [--out episode.gif]`; bad input exits with status 2."""
     from acjax.checkpoint import CheckpointError
 
-    options = tyro.cli(RenderOptions, args=sys.argv[1:] if argv is None else argv)
+    options = tyro.cli(RenderOptions, args=sys.argv[1:] if argv is None else argv,
+                       prog="python -m acjax.render")
     # gymnasium's renderer draws with pygame off screen; it needs no sound and no greeting.
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")

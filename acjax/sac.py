@@ -267,6 +267,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 if __name__ == "__main__":
     # Run through the importable module so its classes are the ones the presets build.
+    from acjax.cli import entry
     from acjax.sac import main as _main
 
-    _main()
+    entry(_main)

@@ -8,6 +8,7 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from acjax import backend
 
@@ -31,41 +32,144 @@ def _draws(seed):
     }
 
 
+def _cpu_draws(seed):
+    """`_draws(seed)` computed on the CPU backend (the lowering these tests choose is CPU's),
+    whatever the default backend is; a fresh function object, so nothing cached is reused."""
+    with jax.default_device(jax.devices("cpu")[0]):
+        return jax.device_get(jax.jit(lambda s: _draws(s))(seed))
+
+
+def _cpu_lowering(fun, *args) -> str:
+    return jax.jit(fun).trace(*args).lower(lowering_platforms=("cpu",)).as_text()
+
+
+def _uniform(key):
+    return jax.random.uniform(key, (8,))
+
+
+def _assert_same_draws(a, b):
+    for name in a:
+        np.testing.assert_array_equal(np.asarray(a[name]), np.asarray(b[name]), name)
+
+
+def _needs_private_lowering():
+    """Skips where this JAX lacks the private names (the fallback tests below cover that)."""
+    if not backend.unroll_cpu_threefry(True):
+        pytest.skip("this JAX version has no threefry lowerings to choose from")
+
+
 def test_unrolled_threefry_draws_bit_identical_numbers():
+    _needs_private_lowering()
     from jax._src.interpreters import mlir
     from jax._src.random import threefry2x32 as threefry
 
     try:
         assert backend.unroll_cpu_threefry(False)
-        # A fresh function object per lowering: jit caches compiled programs per function.
-        rolled = jax.jit(lambda s: _draws(s))(3)
+        rolled = _cpu_draws(3)
         assert backend.unroll_cpu_threefry(True)
-        unrolled = jax.jit(lambda s: _draws(s))(3)
+        unrolled = _cpu_draws(3)
         # JAX's own straight-line lowering (what acjax's emits directly).
         mlir.register_lowering(
             threefry.threefry2x32_p, threefry._threefry2x32_lowering_rule, platform="cpu"
         )
-        reference = jax.jit(lambda s: _draws(s))(3)
+        reference = _cpu_draws(3)
     finally:
         backend.apply_defaults()
-    for name in rolled:
-        np.testing.assert_array_equal(np.asarray(rolled[name]), np.asarray(unrolled[name]), name)
-        np.testing.assert_array_equal(np.asarray(reference[name]), np.asarray(unrolled[name]))
+    _assert_same_draws(rolled, unrolled)
+    _assert_same_draws(reference, unrolled)
 
 
 def test_unrolled_lowering_has_no_while_loop():
-    def draw(key):
-        return jax.random.uniform(key, (8,))
-
+    _needs_private_lowering()
+    key = jax.random.PRNGKey(0)
     try:
         backend.unroll_cpu_threefry(False)
-        rolled = jax.jit(lambda k: draw(k)).lower(jax.random.PRNGKey(0)).as_text()
+        rolled = _cpu_lowering(lambda k: _uniform(k), key)
         backend.unroll_cpu_threefry(True)
-        unrolled = jax.jit(lambda k: draw(k)).lower(jax.random.PRNGKey(0)).as_text()
+        unrolled = _cpu_lowering(lambda k: _uniform(k), key)
     finally:
         backend.apply_defaults()
     assert "stablehlo.while" in rolled
     assert "stablehlo.while" not in unrolled
+
+
+# Each private JAX name acjax.backend uses, hidden in turn: JAX's default comes back, no error.
+
+
+def _rolled_reference():
+    try:
+        backend.unroll_cpu_threefry(False)
+        return _cpu_draws(5)
+    finally:
+        backend.apply_defaults()
+
+
+@pytest.mark.parametrize("module, name", [
+    ("jax._src.random.threefry2x32", "_threefry2x32_cpu_lowering_rule"),
+    ("jax._src.random.threefry2x32", "threefry2x32_p"),
+    ("jax._src.interpreters.mlir", "multi_broadcast_in_dim"),
+    ("jax._src.interpreters.mlir", "broadcast_in_dim"),
+    ("jax._src.interpreters.mlir", "register_lowering"),
+])
+def test_threefry_lowering_falls_back_when_a_private_name_is_missing(module, name, monkeypatch):
+    import importlib
+
+    _needs_private_lowering()
+    reference = _rolled_reference()
+    target = importlib.import_module(module)
+    with monkeypatch.context() as patch:
+        patch.delattr(target, name)
+        assert backend.unroll_cpu_threefry(True) is False  # nothing registered, no error
+        backend.apply_defaults()  # what `import acjax` runs: no error either
+    try:
+        backend.unroll_cpu_threefry(False)
+        _assert_same_draws(reference, _cpu_draws(5))
+    finally:
+        backend.apply_defaults()
+
+
+def test_threefry_lowering_falls_back_when_a_private_name_has_another_signature(monkeypatch):
+    import types
+
+    _needs_private_lowering()
+    core, mlir, hlo = backend._lowering_modules()
+    # The modules as acjax's rule sees them, with `multi_broadcast_in_dim` taking fewer
+    # arguments (JAX's own lowerings keep the real one).
+    changed = types.SimpleNamespace(**vars(mlir))
+    changed.multi_broadcast_in_dim = lambda ctx, ops: ops
+    reference = _rolled_reference()
+    key = jax.random.PRNGKey(0)
+    try:
+        with monkeypatch.context() as patch:
+            patch.setattr(backend, "_lowering_modules", lambda: (core, changed, hlo))
+            assert backend.unroll_cpu_threefry(True)
+            draws = _cpu_draws(5)
+            text = _cpu_lowering(lambda k: _uniform(k), key)
+    finally:
+        backend.apply_defaults()
+    _assert_same_draws(reference, draws)
+    assert "stablehlo.while" in text  # JAX's own (rolled) CPU rule lowered it
+
+
+@pytest.mark.parametrize("hidden", [("backends_are_initialized",),
+                                    ("backends_are_initialized", "_backends")])
+def test_backend_started_falls_back_when_private_names_are_missing(hidden, monkeypatch):
+    xla_bridge = pytest.importorskip("jax._src.xla_bridge")
+
+    jax.devices()  # started
+    assert backend.backend_started() is True
+    for name in hidden:
+        monkeypatch.delattr(xla_bridge, name)
+    # Without the names the answer is "started", so nothing is changed; no error.
+    assert backend.backend_started() is True
+    assert backend.start_cpu_backend(1) is None
+
+
+def test_backend_started_falls_back_when_a_private_name_has_another_signature(monkeypatch):
+    xla_bridge = pytest.importorskip("jax._src.xla_bridge")
+
+    monkeypatch.setattr(xla_bridge, "backends_are_initialized", lambda platform: False)
+    assert backend.backend_started() is True  # read from `_backends` instead
 
 
 _PROBE = """
@@ -123,9 +227,11 @@ print(json.dumps({"started": started, "again": again,
 
 
 def _threads_probe(threads: int) -> dict:
+    # The execution pool is the CPU client's: the probe runs on the CPU backend explicitly.
     out = subprocess.run(
         [sys.executable, "-c", _THREADS_PROBE, str(threads)],
         capture_output=True, text=True, timeout=300, check=False,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
     )
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -143,8 +249,6 @@ def test_one_execution_thread_gives_bit_identical_training_and_keeps_all_cores()
 
 
 def test_backend_start_refuses_zero_threads():
-    import pytest
-
     with pytest.raises(ValueError, match=r"cpu_threads=0 must be >= 1"):
         backend.start_cpu_backend(0)
 
@@ -193,8 +297,6 @@ def test_lone_agent_splits_its_environments_over_cores_only_for_large_steps(monk
 
 
 def test_command_line_picks_one_thread_only_for_small_single_device_steps(monkeypatch):
-    import pytest
-
     from acjax import cli
 
     calls = []

@@ -248,6 +248,63 @@ def test_resume_in_a_new_process_is_bit_identical(straight, cache, tmp_path):
     assert [r["eval_return"] != "" for r in rows_a].count(True) == 4
 
 
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)],
+                         ids=["SIGINT", "SIGTERM"])
+def test_a_signal_stops_at_a_chunk_with_a_checkpoint_and_resumes_bit_identically(
+    signum, code, straight, cache, tmp_path, interrupted
+):
+    run_dir = tmp_path / "interrupted"
+    rc, out, err, _ = interrupted(["acjax.ppo_a2c", *TINY, "--eval-every", "1600",
+                                   "--run-dir", str(run_dir)],
+                                  env=_env(cache), cwd=tmp_path, signals=[signum])
+    assert rc == code, err[-3000:]
+    assert "Traceback" not in err and "Traceback" not in out
+    name = signal.Signals(signum).name
+    assert f"{name}: stopping after the current chunk" in err
+    line = [ln for ln in out.splitlines() if ln.startswith(f"interrupted ({name}) after ")]
+    assert len(line) == 1, out
+    resume = line[0].split("resume with: ")[1].split()
+    assert resume == ["python", "-m", "acjax.ppo_a2c", "--run-dir", str(run_dir), "--resume"]
+    stopped_at = Checkpointer(run_dir, read_only=True).steps()[-1]
+    assert f"after {stopped_at:,} of 6,400 env steps, checkpoint saved" in line[0]
+    assert 0 < stopped_at < 6400 and not (run_dir / "summary.json").exists()
+    again = _cli(*resume[3:], cache=cache, cwd=tmp_path)  # the line's own command
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"resumed from the checkpoint at {stopped_at:,} env steps" in again.stdout
+    assert _summary(run_dir)["params_fingerprint"] == _summary(straight)["params_fingerprint"]
+    assert _rows(run_dir) == _rows(straight)
+
+
+def test_a_second_signal_stops_at_once(cache, tmp_path, interrupted):
+    run_dir = tmp_path / "twice"
+    # A long run: the first signal alone would wait for the chunk, the second must not.
+    rc, _, err, seconds = interrupted(
+        ["acjax.ppo_a2c", *TINY, "--total-timesteps", "640000", "--num-reports", "5",
+         "--run-dir", str(run_dir)],
+        env=_env(cache), cwd=tmp_path, signals=[signal.SIGINT, signal.SIGINT],
+    )
+    assert rc == 130 and "Traceback" not in err
+    assert "SIGINT again: stopping at once" in err
+    assert seconds < 5
+    assert not (run_dir / "summary.json").exists()
+
+
+def test_without_checkpoints_an_interrupted_run_says_what_is_lost(cache, tmp_path,
+                                                                  interrupted):
+    run_dir = tmp_path / "nockpt"
+    rc, out, err, _ = interrupted(["acjax.ppo_a2c", *TINY, "--no-checkpoints",
+                                   "--run-dir", str(run_dir)],
+                                  env=_env(cache), cwd=tmp_path, signals=[signal.SIGTERM])
+    assert rc == 143 and "Traceback" not in err
+    assert "checkpoints are off (--no-checkpoints), so this run's" in out
+    assert "env steps" in out and "are lost" in out
+    assert not any(checkpoint.checkpoint_dir(run_dir).glob("*"))
+    refused = _cli(*TINY, "--no-checkpoints", "--checkpoint-every", "128", "--run-dir",
+                   str(tmp_path / "refused"), cache=cache, cwd=tmp_path)
+    assert refused.returncode == 2
+    assert "--checkpoint-every needs checkpoints, but --no-checkpoints" in refused.stderr
+
+
 def test_resume_refuses_flags_that_change_the_run(straight, cache, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(straight, copy)

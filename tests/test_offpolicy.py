@@ -366,6 +366,24 @@ def test_stop_and_resume_in_new_processes_is_bit_identical(straight, cache, tmp_
     assert resumed["eval_return_per_seed"] == reference["eval_return_per_seed"]
 
 
+def test_sigterm_stops_with_a_checkpoint_and_resumes_bit_identically(
+    straight, cache, tmp_path, interrupted
+):
+    import signal
+
+    run_dir = tmp_path / "preempted"
+    rc, out, err, _ = interrupted(["acjax.sac", *CLI_TINY, "--run-dir", str(run_dir)],
+                                  env=_env(cache), cwd=tmp_path, signals=[signal.SIGTERM])
+    assert rc == 143 and "Traceback" not in err, err[-3000:]
+    assert f"resume with: python -m acjax.sac --run-dir {run_dir} --resume" in out
+    assert not (run_dir / "summary.json").exists()
+    again = _cli("acjax.sac", "--run-dir", str(run_dir), "--resume", cache=cache, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    resumed = json.loads((run_dir / "summary.json").read_text())
+    reference = json.loads((straight / "summary.json").read_text())
+    assert resumed["params_fingerprint"] == reference["params_fingerprint"]
+
+
 def test_load_policy_rebuilds_the_greedy_policy(straight):
     from acjax.checkpoint import load_policy
     from acjax.parallel import agent_keys

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import pathlib
 import subprocess
 import sys
 
@@ -76,7 +77,10 @@ def test_permutation_ties_go_in_index_order():
 
 def test_compiler_options_on_cpu(monkeypatch):
     monkeypatch.delenv(backend.DEFAULT_PRESET_ENV, raising=False)
-    assert backend.compiler_options() == backend.FAST_COMPILE_OPTIONS
+    if jax.default_backend() == "cpu":
+        assert backend.compiler_options() == backend.FAST_COMPILE_OPTIONS
+    else:  # accelerators compile with XLA's defaults
+        assert backend.compiler_options() is None
     monkeypatch.setenv(backend.DEFAULT_PRESET_ENV, "1")
     assert backend.compiler_options() is None
 
@@ -169,3 +173,150 @@ def test_command_line_reuses_its_saved_chunk_program(tmp_path):
             ])
     assert len(list((cache / programs.PROGRAMS_DIR).glob("*.jaxexport"))) == 1
     assert rows[0] == rows[1] and len(rows[0]) > 1
+
+
+# ------------------------------------------------------------------------------------------
+# saved programs never break a run
+# ------------------------------------------------------------------------------------------
+
+
+class _FakeClient:
+    def __init__(self, version):
+        self.platform_version = version
+
+
+class _FakeDevice:
+    def __init__(self, platform, version=""):
+        self.platform, self.client, self.device_kind = platform, _FakeClient(version), "fake"
+
+
+@pytest.mark.parametrize("platform, version, expected", [
+    ("cpu", "cpu", "cpu"),
+    ("gpu", "cuda 13000", "cuda"),  # jax.Device.platform on an NVIDIA GPU
+    ("gpu", "PJRT C API\ncuda 12080", "cuda"),
+    ("gpu", "rocm 60400", "rocm"),
+    ("cuda", "", "cuda"),
+    ("rocm", "", "rocm"),
+    ("tpu", "PJRT C API\nTFRT TPU v5 lite", "tpu"),
+])
+def test_programs_are_exported_for_the_platform_jax_export_lowers_for(
+    platform, version, expected, monkeypatch
+):
+    device = _FakeDevice(platform, version)
+    assert programs.lowering_platform(device) == expected
+    monkeypatch.setattr(jax, "devices", lambda *a: [device])
+    print_ = programs.fingerprint("train", SMALL, (jax.random.PRNGKey(0),), None)
+    assert print_["platform"] == expected
+    # jax.export accepts the name (it would refuse "gpu").
+    assert expected in ("cpu", "cuda", "rocm", "tpu")
+
+
+def test_the_platform_name_of_this_device_is_what_jax_export_uses():
+    assert programs.lowering_platform(jax.devices()[0]) == jax.export.default_export_platform()
+
+
+def _saved_paths(tmp_path, trainer, key):
+    print_ = programs.fingerprint("train", trainer.config, (key,), backend.compiler_options())
+    digest = programs.program_key(print_)
+    return tmp_path / f"{digest}.jaxexport", tmp_path / f"{digest}.json"
+
+
+def test_a_program_exported_for_another_platform_is_replaced_with_a_warning(tmp_path, capsys):
+    key = jax.random.PRNGKey(0)
+    trainer = make_train(SMALL)
+    _, info = programs.compile_train(trainer, key, directory=tmp_path)
+    path, meta_path = _saved_paths(tmp_path, trainer, key)
+    assert info.path == path
+    other = "tpu" if programs.lowering_platform(jax.devices()[0]) != "tpu" else "cpu"
+    # The same program for another platform under this one's key (as a platform misnamed in
+    # the fingerprint once produced it): loading works, compiling it here does not.
+    foreign = jax.export.export(jax.jit(lambda k: jax.random.uniform(k, (3,))),
+                                platforms=(other,))(key)
+    path.write_bytes(foreign.serialize())
+    meta = json.loads(meta_path.read_text())
+    meta["num_outputs"] = 1
+    meta_path.write_text(json.dumps(meta))
+    capsys.readouterr()
+    train, again = programs.compile_train(trainer, key, directory=tmp_path)
+    err = capsys.readouterr().err
+    assert again.outcome == "saved", err
+    assert err.count("\n") == 1 and str(path) in err and "could not be compiled here" in err
+    _leaves_equal(train(key), backend.jit(trainer.train)(key))
+    _, third = programs.compile_train(trainer, key, directory=tmp_path)
+    assert third.outcome == "loaded" and capsys.readouterr().err == ""
+
+
+def test_a_truncated_program_is_replaced_with_a_warning(tmp_path, capsys):
+    key = jax.random.PRNGKey(0)
+    trainer = make_train(SMALL)
+    _, info = programs.compile_train(trainer, key, directory=tmp_path)
+    blob = info.path.read_bytes()
+    info.path.write_bytes(blob[: len(blob) // 2])
+    capsys.readouterr()
+    train, again = programs.compile_train(trainer, key, directory=tmp_path)
+    err = capsys.readouterr().err
+    assert again.outcome == "saved" and err.count("\n") == 1
+    assert err.startswith("acjax: warning: saved program ") and str(info.path) in err
+    assert "could not be read" in err
+    _leaves_equal(train(key), backend.jit(trainer.train)(key))
+    _, third = programs.compile_train(trainer, key, directory=tmp_path)  # whole again
+    assert third.outcome == "loaded" and capsys.readouterr().err == ""
+
+
+def test_an_unusable_folder_compiles_the_ordinary_way_with_a_warning(tmp_path, capsys):
+    key = jax.random.PRNGKey(0)
+    trainer = make_train(SMALL)
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("a file where the programs folder should be")
+    train, info = programs.compile_train(trainer, key, directory=not_a_folder / "programs")
+    err = capsys.readouterr().err
+    assert info.outcome == "unsaved" and err.count("\n") == 1
+    assert "could not be written" in err and str(not_a_folder / "programs") in err
+    _leaves_equal(train(key), backend.jit(trainer.train)(key))
+    assert not_a_folder.read_text().startswith("a file")  # nothing of the user's is touched
+
+
+def test_an_unreadable_folder_compiles_the_ordinary_way_with_a_warning(
+    tmp_path, capsys, monkeypatch
+):
+    key = jax.random.PRNGKey(0)
+    trainer = make_train(SMALL)
+    programs.compile_train(trainer, key, directory=tmp_path)  # a program is there
+    capsys.readouterr()
+
+    def refusing(method):
+        original = getattr(pathlib.Path, method)
+
+        def refuse(self, *args, **kwargs):
+            if self.is_relative_to(tmp_path):
+                raise PermissionError(13, "Permission denied", str(self))
+            return original(self, *args, **kwargs)
+
+        monkeypatch.setattr(pathlib.Path, method, refuse)
+
+    # As a folder without read or write permission behaves (the tests may run as root, for
+    # whom chmod changes nothing).
+    for method in ("read_text", "read_bytes", "mkdir"):
+        refusing(method)
+    train, info = programs.compile_train(trainer, key, directory=tmp_path)
+    err = capsys.readouterr().err
+    assert info.outcome == "unsaved" and err.count("\n") == 1
+    assert "could not be read (PermissionError" in err and "could not be written" in err
+    _leaves_equal(train(key), backend.jit(trainer.train)(key))
+
+
+def test_a_program_that_cannot_be_exported_compiles_the_ordinary_way(tmp_path, capsys,
+                                                                     monkeypatch):
+    key = jax.random.PRNGKey(0)
+    trainer = make_train(SMALL)
+
+    def broken(*args, **kwargs):
+        raise NotImplementedError("no serialisation for this primitive")
+
+    monkeypatch.setattr(jax.export, "export", broken)
+    train, info = programs.compile_train(trainer, key, directory=tmp_path)
+    err = capsys.readouterr().err
+    assert info.outcome == "failed" and err.count("\n") == 1
+    assert "NotImplementedError: no serialisation" in err and "the ordinary way" in err
+    _leaves_equal(train(key), backend.jit(trainer.train)(key))
+    assert not list(tmp_path.glob("*.jaxexport"))

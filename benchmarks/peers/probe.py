@@ -41,6 +41,7 @@ def probe(spec: dict, t0: float) -> dict:
 
         res["jax_backend"] = jax.default_backend()
         res["device_kind"] = jax.devices()[0].device_kind
+        res["device_count"] = jax.device_count()
     if "torch" in sys.modules:
         res["torch_threads"] = sys.modules["torch"].get_num_threads()
     res["seconds"] = since(t0)
