@@ -146,7 +146,7 @@ class Framework:
     cache: str | None = None
     """acjax's persistent compilation cache: "cold" (fresh directory) or "warm" (reused)."""
     exec_threads: int | str | None = None
-    """Threads of JAX's CPU execution pool (acjax.backend.start_cpu_backend) set up before the
+    """Threads of JAX's CPU execution pool (acjax.cpu.backend.start_cpu_backend) set up before the
     runner imports anything: a number, "auto" (what acjax's command line would choose for a
     single-device run), or None (JAX's default, one per core)."""
 
@@ -215,7 +215,7 @@ WORKLOADS: dict[str, Workload] = {
         "PPO on CartPole-v1 at PureJaxRL's configuration (4 envs x 128 steps, 4 epochs x 4 "
         "minibatches, 64x64 tanh), one seed; acjax-cache-cold / -warm: acjax "
         "with the persistent compilation cache and its saved programs "
-        "(acjax.programs.compile_train) in a fresh directory, then again with both filled; acjax runs its small SGD steps on a one-thread execution pool as its command "
+        "(acjax.run.programs.compile_train) in a fresh directory, then again with both filled; acjax runs its small SGD steps on a one-thread execution pool as its command "
         "line does, acjax-all-threads on JAX's default pool (one thread per core), "
         "rejax-1thread is rejax started the way acjax starts",
         runners={
@@ -230,7 +230,7 @@ WORKLOADS: dict[str, Workload] = {
     ),
     "ppo-cartpole-seeds16": Workload(
         "the same, 16 seeds in one program: acjax as its command line trains them "
-        "(XLA CPU devices, acjax.parallel runner), acjax-vmap and rejax as jit(vmap(train))",
+        "(XLA CPU devices, acjax.run.parallel runner), acjax-vmap and rejax as jit(vmap(train))",
         runners=_SEEDS_RUNNERS, config="purejaxrl", total_timesteps=500_000,
         quick_timesteps=8_192, num_seeds=16,
     ),
@@ -242,7 +242,7 @@ WORKLOADS: dict[str, Workload] = {
     "ppo-cartpole-wide": Workload(
         "PureJaxRL's hyperparameters at 2048 envs x 64 steps (131,072 steps per update), "
         "4 epochs x 4 minibatches, one seed; acjax as its command line trains it (its "
-        "environments split over one XLA CPU device per core, acjax.backend."
+        "environments split over one XLA CPU device per core, acjax.cpu.sizing."
         "data_parallel_devices), acjax-1device as jit(train) on one device",
         runners={"acjax": "acjax_ppo:train_cli", "rejax": "rejax_ppo:train",
                  "acjax-1device": "acjax_ppo:train_single"},
@@ -310,20 +310,25 @@ def exec_threads_of(framework: Framework, workload: Workload, name: str = "") ->
     """The execution-pool size a child starts JAX with (None: JAX's default)."""
     if framework.exec_threads != "auto":
         return framework.exec_threads
-    from acjax.backend import SMALL_STEP_FLOPS
+    from acjax.cpu.sizing import SMALL_STEP_FLOPS
 
     if workload.offpolicy:
-        # The command line's rule (acjax.cli._configure_cpu_threads): one thread for a
-        # single-device run whose SGD step is small, estimated from the runner's own flags.
-        from acjax.offpolicy import make_sgd_step_flops
-        from acjax.sac import SACConfig
+        # The command line's rule (acjax.cpu.host.configure_threads): one thread for a
+        # single-device run whose SGD step is small, estimated from the configuration the
+        # runner's own flags give (parsed as `python -m acjax.sac` parses them).
+        from acjax.cpu.sizing import offpolicy_step_flops
+        from acjax.run.flags import parse_args
+        from acjax.sac import SACConfig, sac_preset
 
         argv = CONFIGS[workload.config]["acjax_argv"].get(name)
-        flops = None if argv is None else make_sgd_step_flops(SACConfig)(argv)
+        flops = None
+        if argv is not None:
+            config, _ = parse_args(SACConfig, sac_preset, list(argv), "acjax SAC (peers)")
+            flops = offpolicy_step_flops(config)
         if workload.num_seeds > 1 or flops is None or flops > SMALL_STEP_FLOPS:
             return None
         return 1
-    from acjax.ppo_a2c import step_flops
+    from acjax.cpu.sizing import step_flops
 
     cfg = CONFIGS[workload.config]
     samples = cfg["num_envs"] * cfg["num_steps"] // cfg["num_minibatches"]

@@ -16,9 +16,13 @@ import time
 t_import = time.perf_counter()
 import jax
 
-from acjax import backend
+import acjax.cpu
+from acjax.cpu import backend, dense
 from acjax.ppo_a2c import PPOA2CConfig, make_train
 
+# Importing acjax changes nothing in JAX: apply the CPU settings acjax's command line starts
+# with (XLA's scheduler flag, the straight-line threefry lowering) before JAX's backend starts.
+acjax.cpu.apply()
 import_seconds = time.perf_counter() - t_import
 
 
@@ -32,7 +36,7 @@ def main() -> None:
         env="CartPole-v1", total_timesteps=500_000, num_envs=4, num_steps=128, update_epochs=4,
         num_minibatches=4, learning_rate=2.5e-4, gamma=0.99, gae_lambda=0.95, ent_coef=0.01,
     )
-    trainer = make_train(config)
+    trainer = make_train(config, dense=dense.for_backend())  # the command line's dense layer
     key = jax.random.PRNGKey(0)
     t0 = time.perf_counter()
     train = backend.jit(trainer.train).lower(key).compile()

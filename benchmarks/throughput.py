@@ -1,13 +1,14 @@
 """Training throughput of acjax PPO as environments, seeds and devices grow.
 
-Every point trains through `acjax.parallel.make_runner`, the runner the command line uses, and
-reports the ahead-of-time compile time apart from the steady-state env steps per second (the
-median over the chunks after the first). Sweeps:
+Every point trains through `acjax.run.parallel.make_runner`, the runner the command line uses
+(with the CPU settings it starts with, `acjax.cpu.apply()`, and its dense layer,
+`acjax.cpu.dense.for_backend()`), and reports the ahead-of-time compile time apart from the
+steady-state env steps per second (the median over the chunks after the first). Sweeps:
 
 * envs: CartPole-v1 (and a MinAtar game) at num_envs = 16 ... 16384, fixed num_steps, the
   preset's epochs and minibatches; beside each point, the same environments in a jitted
-  random-action rollout and in `acjax.rollout.rollout` with the trained policy (the two limits
-  training cannot beat), and training as a fraction of each;
+  random-action rollout and in `acjax.agents.rollout.rollout` with the trained policy (the two
+  limits training cannot beat), and training as a fraction of each;
 * seeds: 1 ... 1024 independent CartPole agents (16 envs x 64 steps each) in one program,
   aggregate steps/s;
 * devices: 1, 2, 4, 8 devices (virtual CPU devices when there is no accelerator) with the
@@ -27,6 +28,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import functools
 import gc
 import importlib.metadata
 import json
@@ -48,12 +50,12 @@ import numpy as np
 from _hardware import cores as host_cores
 from _hardware import cpu_model, load_average
 
-import acjax  # noqa: F401  (before any JAX computation: sets an XLA CPU scheduler flag)
-from acjax import parallel
+import acjax.cpu
+from acjax.agents.rollout import rollout
+from acjax.cpu import dense
 from acjax.envs import env_spec, make_env
-from acjax.ppo_a2c import make_train
-from acjax.presets import ppo_a2c_preset
-from acjax.rollout import rollout
+from acjax.ppo_a2c import make_train, ppo_a2c_preset
+from acjax.run import parallel
 
 ROOT = pathlib.Path(__file__).resolve().parent
 FULL = dict(
@@ -150,8 +152,10 @@ def measure_training(
     layout = parallel.choose_layout(
         num_agents=num_agents, num_envs=config.num_envs, num_devices=num_devices, split=split
     )
-    runner = parallel.make_runner(make_train, config, layout, num_reports=num_chunks,
-                                  eval_episodes=1)
+    runner = parallel.make_runner(
+        functools.partial(make_train, dense=dense.for_backend()), config, layout,
+        num_reports=num_chunks, eval_episodes=1,
+    )
     if runner.trainer.updates_per_chunk != updates:  # pragma: no cover (chunk_size picks it)
         raise RuntimeError(f"expected {updates} updates per chunk, runner chose "
                            f"{runner.trainer.updates_per_chunk}")
@@ -765,7 +769,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def setup_cache(args) -> dict:
     """Turns the persistent cache on when asked and says whether it starts cold or warm."""
     if args.compilation_cache is not None:
-        from acjax.cli import enable_compilation_cache
+        from acjax.run.programs import enable_compilation_cache
 
         enable_compilation_cache(args.compilation_cache or None)
     args.cache_dir = jax.config.jax_compilation_cache_dir or None
@@ -778,6 +782,9 @@ def setup_cache(args) -> dict:
 
 
 def main(argv=None) -> None:
+    # Importing acjax changes nothing in JAX: apply the CPU settings acjax's command line starts
+    # with (XLA's scheduler flag, the straight-line threefry lowering) before JAX's backend starts.
+    acjax.cpu.apply()
     args = parse_args(argv)
     cache = setup_cache(args)
     if args.max_gb is None:
@@ -835,7 +842,8 @@ def main(argv=None) -> None:
              "ahead-of-time compile of the chunk; init_seconds: first call of init (includes "
              "its compile)"),
             ("random/policy rollout: the same environments stepped for one chunk's worth of "
-             "steps with random actions, or with acjax.rollout.rollout and the trained policy"),
+             "steps with random actions, or with acjax.agents.rollout.rollout and the trained "
+             "policy"),
         ],
     )
     out_dir = pathlib.Path(args.output_dir)

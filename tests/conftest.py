@@ -14,6 +14,10 @@ written for IEEE float32 arithmetic, so on an accelerator two settings make it c
 On CPU neither changes anything. Tests that need the CPU itself (its XLA flags, forced host
 devices, execution threads) run their programs on the CPU backend explicitly, most in
 subprocesses with `JAX_PLATFORMS=cpu`, and say so.
+
+The suite applies the command lines' CPU settings (`acjax.cpu.apply()`: XLA's
+concurrency-optimised scheduler off, the straight-line threefry lowering), as the command lines
+do; importing acjax itself changes nothing (tests/test_layering.py).
 """
 
 import os
@@ -21,12 +25,13 @@ import os
 import jax
 import pytest
 
-import acjax  # noqa: F401  (sets XLA flags before JAX's backend starts)
+import acjax.cpu
 
 _DETERMINISTIC = "--xla_gpu_deterministic_ops=true"
 if _DETERMINISTIC not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_DETERMINISTIC}".strip()
 
+acjax.cpu.apply()  # before JAX's backend starts
 jax.config.update("jax_numpy_rank_promotion", "raise")
 jax.config.update("jax_default_matmul_precision", "highest")
 

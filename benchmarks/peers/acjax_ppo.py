@@ -1,17 +1,21 @@
 """acjax PPO runners of `benchmarks/peers.py` (each runs in its own child process).
 
-* `train_single`: `acjax.backend.jit(trainer.train)` (`jax.jit` with acjax's compile options)
-  compiled ahead of time, one seed; with a cache directory (`acjax-cache-cold` / `-warm`),
-  `acjax.programs.compile_train` with JAX's compilation cache there;
-* `train_vmap`: `acjax.backend.jit(jax.vmap(trainer.train))` over K seeds on one device;
+* `train_single`: `acjax.cpu.backend.jit(trainer.train)` (`jax.jit` with acjax's compile
+  options) compiled ahead of time, one seed; with a cache directory (`acjax-cache-cold` /
+  `-warm`), `acjax.run.programs.compile_train` with JAX's compilation cache there;
+* `train_vmap`: `acjax.cpu.backend.jit(jax.vmap(trainer.train))` over K seeds on one device;
 * `train_cli`: K seeds the way `python -m acjax.ppo_a2c --num-seeds K` trains them: the CPU split
   into the command line's default number of XLA devices (one seed with large SGD steps: its
-  environments split over them), `acjax.parallel.choose_layout` and
+  environments split over them), `acjax.run.parallel.choose_layout` and
   `make_runner`, jitted chunks with the host between them;
 * `train_zoo`: chunked training (`trainer.train_chunk`) that also records the time to solve.
 
 Every runner times the run twice: the first call gives the time to result, a second call of the
 already compiled program with other seeds gives the steady-state steps per second.
+
+Every runner starts as acjax's command line does: `acjax.cpu.apply()` before JAX's backend
+starts (importing acjax changes nothing in JAX), and its networks built with the dense layer the
+command line passes, `acjax.cpu.dense.for_backend()` (the custom-VJP one on CPU).
 """
 
 from __future__ import annotations
@@ -83,6 +87,15 @@ def greedy_act_of(trainer):
     return lambda state: (lambda obs: trainer.act(state, obs, key, True))
 
 
+def apply_cpu_settings() -> None:
+    """The CPU settings every acjax command line starts with (`acjax.cpu.apply`: XLA's
+    concurrency-optimised scheduler off, the straight-line threefry lowering); called first
+    in every acjax runner, before anything starts JAX's backend."""
+    import acjax.cpu
+
+    acjax.cpu.apply()
+
+
 def _cache_files(path: str | None) -> int | None:
     import pathlib
 
@@ -92,22 +105,23 @@ def _cache_files(path: str | None) -> int | None:
 
 
 def train_single(spec: dict, t0: float) -> dict:
+    apply_cpu_settings()
     res = base_result(spec)
     import jax
 
-    from acjax import backend
+    from acjax.cpu import backend, dense
     from acjax.ppo_a2c import make_train
 
     cache_dir = spec.get("cache_dir")
     if cache_dir:
-        from acjax.cli import enable_compilation_cache
+        from acjax.run.programs import enable_compilation_cache
 
         enable_compilation_cache(cache_dir)
     res["import_seconds"] = since(t0)
 
     t = since(t0)
     config = make_config(spec["config"], spec["total_timesteps"])
-    trainer = make_train(config)
+    trainer = make_train(config, dense=dense.for_backend())
     key = jax.random.PRNGKey(spec["seed"])
     res["setup_seconds"] = since(t0) - t
 
@@ -116,7 +130,7 @@ def train_single(spec: dict, t0: float) -> dict:
     if cache_dir:
         # As a user with the compilation cache on: through acjax's saved programs, so that a
         # second run skips tracing and lowering as well as XLA.
-        from acjax.programs import compile_train
+        from acjax.run.programs import compile_train
 
         train, saved = compile_train(trainer, key)
     else:
@@ -155,10 +169,11 @@ def train_single(spec: dict, t0: float) -> dict:
 
 
 def train_vmap(spec: dict, t0: float) -> dict:
+    apply_cpu_settings()
     res = base_result(spec)
     import jax
 
-    from acjax import backend
+    from acjax.cpu import backend, dense
     from acjax.ppo_a2c import make_train
 
     res["import_seconds"] = since(t0)
@@ -166,7 +181,7 @@ def train_vmap(spec: dict, t0: float) -> dict:
     t = since(t0)
     k = spec["num_seeds"]
     config = make_config(spec["config"], spec["total_timesteps"])
-    trainer = make_train(config)
+    trainer = make_train(config, dense=dense.for_backend())
     keys = jax.random.split(jax.random.PRNGKey(spec["seed"]), k)
     res["setup_seconds"] = since(t0) - t
 
@@ -202,43 +217,48 @@ def train_vmap(spec: dict, t0: float) -> dict:
 
 
 def train_cli(spec: dict, t0: float) -> dict:
-    """K seeds laid out as the command line lays them out (`acjax.cli.train_and_report`).
+    """K seeds laid out as the command line lays them out (`acjax.run.loop.train_and_report`).
 
-    The device count comes from the command line's own rule: `_configure_cpu_devices` with
-    `--num-seeds K` (and, for one seed, `acjax.backend.data_parallel_devices` of the SGD step)
-    sets `XLA_FLAGS=--xla_force_host_platform_device_count=D` here, before JAX's backend
-    starts (the parent removed any count from this process's environment).
+    The device count comes from the command line's own rule: `acjax.cpu.host.configure_devices`
+    with K agents (and, for one seed, `acjax.cpu.sizing.data_parallel_devices` of the SGD step,
+    as `onpolicy_lone_agent_devices` gives it) sets
+    `XLA_FLAGS=--xla_force_host_platform_device_count=D` here, before JAX's backend starts (the
+    parent removed any count from this process's environment).
     """
+    import functools
     import os
 
+    apply_cpu_settings()
     res = base_result(spec)
     k = spec["num_seeds"]
-    from acjax import backend, cli
+    from acjax.cpu import dense, host, sizing
+    from acjax.run.options import RunOptions
 
     cfg = spec["config"]
     samples = cfg["num_envs"] * cfg["num_steps"] // cfg["num_minibatches"]
-    cli._configure_cpu_devices(
-        ["--num-seeds", str(k)], 1,
-        lone_agent_devices=backend.data_parallel_devices(samples, cfg["num_envs"]),
+    options = RunOptions(num_seeds=k, eval_episodes=spec["eval_episodes"])
+    host.configure_devices(
+        cpu_devices=options.cpu_devices, num_agents=k, num_devices=options.num_devices,
+        num_processes=options.num_processes, device_split=options.device_split,
+        lone_agent_devices=sizing.data_parallel_devices(samples, cfg["num_envs"]),
     )
     import jax
     import numpy as np
 
-    from acjax import parallel
     from acjax.ppo_a2c import make_train
+    from acjax.run import parallel
 
     res["import_seconds"] = since(t0)
 
     t = since(t0)
     config = make_config(spec["config"], spec["total_timesteps"])
-    options = cli.RunOptions(num_seeds=k, eval_episodes=spec["eval_episodes"])
     layout = parallel.choose_layout(
         num_agents=k, num_envs=config.num_envs, num_devices=options.num_devices,
         split=options.device_split,
     )
     runner = parallel.make_runner(
-        make_train, config, layout, num_reports=options.num_reports,
-        eval_episodes=options.eval_episodes,
+        functools.partial(make_train, dense=dense.for_backend()), config, layout,
+        num_reports=options.num_reports, eval_episodes=options.eval_episodes,
     )
     hparams = parallel.stack_agents(jax.tree.map(lambda x: x[None], config.hyperparams()), k)
     train_keys, eval_keys = parallel.agent_keys(np.arange(k) + spec["seed"] * k)
@@ -290,11 +310,12 @@ def train_cli(spec: dict, t0: float) -> dict:
 def train_zoo(spec: dict, t0: float) -> dict:
     """Chunks of `updates_per_chunk` updates; after each, the host checks the training return
     (acjax.ppo_a2c.episode_returns) and records when it first reaches the solve threshold."""
+    apply_cpu_settings()
     res = base_result(spec)
     import jax
     import numpy as np
 
-    from acjax import backend
+    from acjax.cpu import backend, dense
     from acjax.ppo_a2c import episode_returns, make_train
 
     res["import_seconds"] = since(t0)
@@ -302,7 +323,7 @@ def train_zoo(spec: dict, t0: float) -> dict:
     t = since(t0)
     config = make_config(spec["config"], spec["total_timesteps"])
     num_reports = max(1, config.num_updates // spec["chunk_updates"])
-    trainer = make_train(config, num_reports=num_reports)
+    trainer = make_train(config, num_reports=num_reports, dense=dense.for_backend())
     key = jax.random.PRNGKey(spec["seed"])
     res["setup_seconds"] = since(t0) - t
 

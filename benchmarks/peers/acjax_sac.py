@@ -1,11 +1,13 @@
 """acjax SAC runner of `benchmarks/peers.py` (runs in its own child process).
 
 * `train_single`: one seed, the configuration built from command-line flags exactly as
-  `python -m acjax.sac FLAGS` builds it (`acjax.cli.parse_args` over `acjax.presets.sac_preset`),
-  then `acjax.sac.make_train(config)` and `acjax.backend.jit(trainer.train)` compiled ahead of
-  time, like `acjax_ppo.train_single`. The flags are the workload configuration's `acjax_argv[framework]`
-  (`acjax`: just `--env Pendulum-v1`, i.e. acjax's Pendulum preset; `acjax-ref`: the peers'
-  reference hyperparameters) plus `--total-timesteps`.
+  `python -m acjax.sac FLAGS` builds it (`acjax.run.flags.parse_args` over
+  `acjax.sac.sac_preset`), then `acjax.sac.make_train(config)` and
+  `acjax.cpu.backend.jit(trainer.train)` compiled ahead of time, like `acjax_ppo.train_single`
+  (and, like it, after `acjax.cpu.apply()`, the CPU settings the command line starts with).
+  The flags are the workload configuration's `acjax_argv[framework]` (`acjax`: just
+  `--env Pendulum-v1`, i.e. acjax's Pendulum preset; `acjax-ref`: the peers' reference
+  hyperparameters) plus `--total-timesteps`.
 
 The first call gives the time to result, a second call of the already compiled program with
 another seed the steady-state steps per second; the final policy is evaluated greedily with the
@@ -15,16 +17,15 @@ helper rejax's runner uses (`_common.greedy_eval` on gymnax's environment).
 from __future__ import annotations
 
 from _common import base_result, greedy_eval, since
-from acjax_ppo import greedy_act_of, time_steady
+from acjax_ppo import apply_cpu_settings, greedy_act_of, time_steady
 
 
 def config_of(argv: list[str]):
     """The `SACConfig` that `python -m acjax.sac *argv` would train."""
-    from acjax import cli
-    from acjax.presets import sac_preset
-    from acjax.sac import SACConfig
+    from acjax.run.flags import parse_args
+    from acjax.sac import SACConfig, sac_preset
 
-    config, _ = cli.parse_args(SACConfig, sac_preset, list(argv), "acjax SAC (peers benchmark)")
+    config, _ = parse_args(SACConfig, sac_preset, list(argv), "acjax SAC (peers benchmark)")
     return config
 
 
@@ -44,10 +45,11 @@ def hyperparameters(config) -> dict:
 
 
 def train_single(spec: dict, t0: float) -> dict:
+    apply_cpu_settings()
     res = base_result(spec)
     import jax
 
-    from acjax import backend
+    from acjax.cpu import backend
     from acjax.sac import make_train
 
     res["import_seconds"] = since(t0)

@@ -21,9 +21,10 @@ import sys
 
 
 def _start_backend(threads: int) -> None:
-    """Starts JAX's CPU client with `threads` execution threads (acjax.backend's way), for any
-    framework: acjax/backend.py is loaded by path, so peers' interpreters need no acjax."""
-    path = pathlib.Path(__file__).resolve().parents[2] / "acjax" / "backend.py"
+    """Starts JAX's CPU client with `threads` execution threads (acjax.cpu.backend's way), for
+    any framework: acjax/cpu/backend.py is loaded by path, so peers' interpreters need no
+    acjax."""
+    path = pathlib.Path(__file__).resolve().parents[2] / "acjax" / "cpu" / "backend.py"
     spec = importlib.util.spec_from_file_location("_acjax_backend", path)
     backend = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(backend)

@@ -13,8 +13,10 @@ interpreter).
     matrix products (2 x M x N x K), one FLOP per output element for everything else.
   Both are divided by the batch (num_envs x num_steps): FLOP per env step.
 
-acjax is imported first, so its backend settings (`acjax.backend`, e.g. the CPU threefry
-lowering) apply to the rollouts as they do to acjax's training.
+acjax's CPU settings are applied first (`acjax.cpu.apply()`, as every acjax command line
+does: the XLA scheduler flag and the CPU threefry lowering of `acjax.cpu.backend`), so they apply
+to the rollouts as they do to acjax's training; the update is built with the command line's
+dense layer (`acjax.cpu.dense.for_backend()`).
 """
 
 from __future__ import annotations
@@ -158,11 +160,12 @@ def update_flops(cfg: dict) -> dict:
     import jax
     from acjax_ppo import make_config
 
+    from acjax.cpu import dense
     from acjax.ppo_a2c import make_train
 
     batch = cfg["num_envs"] * cfg["num_steps"]
     config = make_config(cfg, batch)  # one update is all that is analysed
-    trainer = make_train(config)
+    trainer = make_train(config, dense=dense.for_backend())
     state = trainer.init(jax.random.PRNGKey(0))
     cost = jax.jit(trainer.update).lower(state).compile().cost_analysis()
     if isinstance(cost, (list, tuple)):
@@ -180,9 +183,10 @@ def update_flops(cfg: dict) -> dict:
 
 
 def measure(spec: dict, t0: float) -> dict:
-    import jax
+    import acjax.cpu
 
-    import acjax  # noqa: F401  (its XLA CPU flag, as in every acjax process)
+    acjax.cpu.apply()  # before JAX's backend starts, as in every acjax command line
+    import jax
 
     dev = jax.devices()[0]
     res = dict(

@@ -1,0 +1,303 @@
+"""The on-policy loop every on-policy agent shares: rollout, advantages, epochs of SGD.
+
+One update is a pure function: roll out `num_envs` environments for `num_steps` steps, compute
+advantages (GAE(lambda) or n-step returns, termination and truncation kept apart), then run
+`update_epochs` x `num_minibatches` optimizer steps on the agent's loss. `make_train(config,
+agent)` returns the pure functions (`acjax.agents.base.Trainer`); `train(key)` is the whole run
+as one jittable function, and `train_chunk` runs a fixed number of updates so a host loop can
+report between chunks.
+
+An agent (`OnPolicyAgent`) supplies what differs: its loss on a minibatch, its checks of the
+configuration, and optionally its own advantage estimator. PPO (`acjax.agents.onpolicy.ppo`)
+and A2C (`.a2c`) are two such agents.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import chex
+import jax
+import jax.numpy as jnp
+import optax
+
+from acjax.agents.base import Trainer
+from acjax.agents.common import chunk_size, evaluate_policy, gradient_update, permutation
+from acjax.agents.onpolicy.config import Batch, Hyperparams, PPOA2CConfig, TrainState
+from acjax.agents.rollout import EnvCarry, Transition, reset_envs, rollout
+from acjax.core import collectives, returns
+from acjax.core.losses import normalize_advantages
+from acjax.envs import make_env, normalize, reward_scale_init, running_mean_std_init
+from acjax.networks import ActorCritic, Dense, make_actor_critic
+from acjax.networks import dense as plain_dense
+
+__all__ = [
+    "OnPolicyAgent",
+    "compute_advantages",
+    "episode_returns",
+    "make_loss",
+    "make_optimizer",
+    "make_train",
+]
+
+LossTerms = Callable[..., tuple[jax.Array, dict[str, jax.Array]]]
+"""`(config, hparams, batch, *, log_prob, entropy, value, advantage) -> (loss, metrics)`."""
+
+
+class OnPolicyAgent(NamedTuple):
+    """What an on-policy algorithm adds to the shared loop.
+
+    Attributes:
+      name: the algorithm's name (`PPOA2CConfig.algo`).
+      loss: `(config, hparams, batch: Batch, *, log_prob, entropy, value, advantage) ->
+        (loss, metrics)`: the loss of one minibatch, given the current policy's
+        `log_prob[N]` of the batch's actions, its `entropy[N]`, the current `value[N]` and the
+        (standardised, when `config.normalize_advantages`) `advantage[N]`.
+      validate: `(config) -> None`; raises `ValueError` naming the field, its value and the
+        fix for settings the agent cannot use.
+      advantages: `(config, hparams, traj: Transition[T, B]) -> (advantages[T, B],
+        targets[T, B])`; None: `compute_advantages` (GAE or n-step returns per `config`).
+    """
+
+    name: str
+    loss: LossTerms
+    validate: Callable[[PPOA2CConfig], None] = lambda config: None
+    advantages: Callable[..., tuple[jax.Array, jax.Array]] | None = None
+
+
+def make_optimizer(
+    config: PPOA2CConfig, hparams: Hyperparams
+) -> optax.GradientTransformation:
+    """Global-norm clipping then Adam / RMSprop, with optional linear learning-rate decay."""
+    total_steps = config.num_updates * config.update_epochs * config.num_minibatches
+    if config.anneal_lr:
+        def learning_rate(count):
+            frac = 1.0 - jnp.minimum(count, total_steps).astype(jnp.float32) / total_steps
+            return hparams.learning_rate * frac
+    else:
+        learning_rate = hparams.learning_rate
+    if config.optimizer == "adam":
+        base = optax.adam(learning_rate, eps=config.optimizer_eps)
+    else:
+        base = optax.rmsprop(learning_rate, decay=0.99, eps=config.optimizer_eps)
+    # One flat parameter vector: a handful of large ops instead of a few per leaf.
+    return optax.flatten(optax.chain(optax.clip_by_global_norm(hparams.max_grad_norm), base))
+
+
+def compute_advantages(
+    config: PPOA2CConfig, hparams: Hyperparams, traj: Transition
+) -> tuple[jax.Array, jax.Array]:
+    """Advantages and value targets `[T, B]` from a rollout."""
+    if config.advantage == "gae":
+        return returns.gae(
+            traj.reward,
+            traj.value,
+            traj.next_value,
+            traj.terminated,
+            traj.truncated,
+            hparams.gamma,
+            hparams.gae_lambda,
+        )
+    targets = returns.n_step_returns(
+        traj.reward, traj.next_value, traj.terminated, traj.truncated, hparams.gamma,
+        config.n_step,
+    )
+    return targets - traj.value, targets
+
+
+def make_loss(
+    config: PPOA2CConfig,
+    agent: OnPolicyAgent,
+    network: ActorCritic,
+    axis_name: str | None = None,
+    *,
+    advantages_normalized: bool = False,
+):
+    """`loss(params, batch, hparams) -> (loss, metrics)`: the agent's loss on the network's
+    current policy and values.
+
+    With `axis_name`, the minibatch is one shard of a global minibatch and advantages are
+    standardised with the global mean and standard deviation. With `advantages_normalized`,
+    the caller has standardised each minibatch's advantages already (`make_train` does so for
+    all minibatches of an epoch at once) and the loss takes them as they are.
+    """
+
+    def loss(params, batch: Batch, hparams: Hyperparams):
+        dist, value = network.policy_and_value(params, batch.obs)
+        log_prob = dist.log_prob(batch.action)
+        entropy = dist.entropy()
+        adv = batch.advantage
+        if config.normalize_advantages and not advantages_normalized:
+            adv = normalize_advantages(adv, axis_name=axis_name)
+        return agent.loss(config, hparams, batch, log_prob=log_prob, entropy=entropy,
+                          value=value, advantage=adv)
+
+    return loss
+
+
+def make_train(
+    config: PPOA2CConfig,
+    agent: OnPolicyAgent,
+    *,
+    num_reports: int = 20,
+    axis_name: str | None = None,
+    dense: Dense | None = None,
+) -> Trainer:
+    """Builds the pure training functions of `config` (validated here, before any tracing).
+
+    Args:
+      config: the run's configuration.
+      agent: the on-policy algorithm (`acjax.agents.onpolicy.ppo.AGENT`, `.a2c.AGENT`, ...):
+        its loss (and checks) in the shared loop.
+      num_reports: how many chunks the host loop should see; `train_chunk` runs
+        `updates_per_chunk` updates, a divisor of `num_updates` close to
+        `num_updates / num_reports`.
+      axis_name: a mapped axis the environments are split along (data parallelism, see
+        `acjax.run.parallel`): each shard steps `num_envs / shards` of them, gradients and
+        statistics are averaged over the axis, and the result does not depend on the number of
+        shards (up to float rounding).
+      dense: the networks' dense layer (default `acjax.networks.layers.dense`; the command
+        lines pass `acjax.cpu.dense.dense` on CPU).
+    """
+    spec = config.validate()
+    agent.validate(config)
+    env, env_params = make_env(config.env)
+    network = make_actor_critic(spec, config.network, dense=dense or plain_dense)
+    loss_fn = make_loss(config, agent, network, axis_name, advantages_normalized=True)
+    updates_per_chunk = chunk_size(config.num_updates, num_reports)
+    t, m = config.num_steps, config.num_minibatches
+
+    def hp_or_default(hparams):
+        return config.hyperparams() if hparams is None else hparams
+
+    def prepare_obs(carry: EnvCarry, obs):
+        if config.normalize_observations:
+            return normalize(carry.obs_stats, obs)
+        return obs.astype(jnp.float32)
+
+    def init(key: chex.PRNGKey, hparams: Hyperparams | None = None) -> TrainState:
+        hparams = hp_or_default(hparams)
+        key, net_key, env_key = jax.random.split(key, 3)
+        obs, env_state = reset_envs(env, env_params, env_key, config.num_envs, axis_name)
+        params = network.init(net_key, obs[0].astype(jnp.float32))
+        opt_state = make_optimizer(config, hparams).init(params)
+        carry = EnvCarry(
+            env_state,
+            obs,
+            running_mean_std_init(spec.obs_shape),
+            reward_scale_init(obs.shape[0]),
+        )
+        return TrainState(params, opt_state, carry, key, jnp.int32(0))
+
+    def update(state: TrainState, hparams: Hyperparams | None = None):
+        hparams = hp_or_default(hparams)
+        optimizer = make_optimizer(config, hparams)
+        key, rollout_key, sgd_key = jax.random.split(state.key, 3)
+        carry, traj = rollout(
+            network, state.params, env, env_params, state.env, rollout_key,
+            num_steps=config.num_steps,
+            gamma=hparams.gamma,
+            normalize_observations=config.normalize_observations,
+            scale_rewards=config.scale_rewards,
+            axis_name=axis_name,
+        )
+        advantages, targets = (agent.advantages or compute_advantages)(config, hparams, traj)
+        batch = Batch(traj.obs, traj.action, traj.log_prob, traj.value, advantages, targets)
+
+        metric_names: list[str] = []
+
+        def sgd_step(opt, minibatch):
+            params, opt_state = opt
+            params, opt_state, metrics = gradient_update(
+                loss_fn, optimizer, params, opt_state, minibatch, hparams, axis_name=axis_name
+            )
+            # One stacked vector per step: the scan then stores one array, not one per metric.
+            metric_names[:] = list(metrics)
+            packed = jnp.stack([metrics[k].astype(jnp.float32) for k in metric_names])
+            return (params, opt_state), packed
+
+        def epoch(opt, order):
+            shuffled = batch
+            if order is not None:
+
+                def gather(x):
+                    index = order.reshape(order.shape + (1,) * (x.ndim - 2))
+                    return jnp.take_along_axis(x, index, axis=0)
+
+                shuffled = jax.tree.map(gather, batch)
+            minibatches = jax.tree.map(
+                lambda x: x.reshape((m, t // m * x.shape[1]) + x.shape[2:]), shuffled
+            )
+            if config.normalize_advantages:
+                # Every minibatch standardised by its own (global) statistics, as the loss
+                # would do, for the whole epoch at once: with the data split over devices,
+                # that is one exchange of statistics per epoch, not two inside every step.
+                minibatches = minibatches._replace(advantage=jax.vmap(
+                    lambda a: normalize_advantages(a, axis_name=axis_name)
+                )(minibatches.advantage))
+            return jax.lax.scan(sgd_step, opt, minibatches)
+
+        orders = None
+        if m > 1:
+            # Each environment's steps in its own random order per epoch (keys follow the
+            # global env index); minibatch j then holds T / M steps of every environment. All
+            # epochs' orders are drawn up front in one vectorised sort.
+            def env_orders(epoch_key):
+                keys = collectives.shard_keys(epoch_key, config.num_envs, axis_name)
+                return jax.vmap(lambda k: permutation(k, t))(keys).T  # [T, B]
+
+            orders = jax.vmap(env_orders)(jax.random.split(sgd_key, config.update_epochs))
+        (params, opt_state), sgd_metrics = jax.lax.scan(
+            epoch, (state.params, state.opt_state), orders, length=config.update_epochs
+        )
+        done = jnp.logical_or(traj.terminated, traj.truncated)
+        metrics = dict(zip(metric_names, jnp.mean(sgd_metrics, axis=(0, 1)), strict=True))
+        metrics.update(
+            collectives.total(
+                {
+                    "episode_return_sum": jnp.sum(jnp.where(done, traj.episode_return, 0.0)),
+                    "episode_length_sum": jnp.sum(
+                        jnp.where(done, traj.episode_length, 0)
+                    ).astype(jnp.float32),
+                    "episode_count": jnp.sum(done).astype(jnp.float32),
+                },
+                axis_name,
+            ),
+            **collectives.mean(
+                {"advantage_mean": jnp.mean(advantages), "value_mean": jnp.mean(traj.value)},
+                axis_name,
+            ),
+        )
+        new_state = TrainState(params, opt_state, carry, key, state.update_step + 1)
+        return new_state, metrics
+
+    def run_updates(state, hparams, length):
+        return jax.lax.scan(lambda s, _: update(s, hparams), state, None, length=length)
+
+    def train_chunk(state: TrainState, hparams: Hyperparams | None = None):
+        return run_updates(state, hp_or_default(hparams), updates_per_chunk)
+
+    def train(key: chex.PRNGKey, hparams: Hyperparams | None = None):
+        hparams = hp_or_default(hparams)
+        return run_updates(init(key, hparams), hparams, config.num_updates)
+
+    def act(state: TrainState, obs, key, deterministic: bool = True):
+        dist = network.policy(state.params, prepare_obs(state.env, obs))
+        return dist.mode() if deterministic else dist.sample(key)
+
+    def evaluate(state: TrainState, key: chex.PRNGKey, num_episodes: int = 10):
+        return evaluate_policy(
+            lambda obs, k: act(state, obs, k, True), env, env_params, key,
+            num_episodes=num_episodes, max_steps=spec.max_episode_steps,
+        )
+
+    return Trainer(
+        config, spec, network, init, update, train_chunk, train, evaluate, act, updates_per_chunk
+    )
+
+
+def episode_returns(metrics: dict[str, jax.Array]) -> jax.Array:
+    """Mean return of the episodes that finished in each update (NaN where none finished)."""
+    count = metrics["episode_count"]
+    return jnp.where(count > 0, metrics["episode_return_sum"] / jnp.maximum(count, 1), jnp.nan)
