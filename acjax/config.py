@@ -4,8 +4,6 @@ field, its value and the fix.
 The public face of `acjax.core.config`.
 """
 
-from __future__ import annotations
-
 from acjax.core import config as _config
 from acjax.core.config import *
 

@@ -5,8 +5,6 @@ The public face of `acjax.core.distributions`; importing it changes nothing in t
 JAX.
 """
 
-from __future__ import annotations
-
 from acjax.core import distributions as _distributions
 from acjax.core.distributions import *
 

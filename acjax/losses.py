@@ -5,8 +5,6 @@ and `acjax.core.offpolicy_losses` (Bellman, TD3 and SAC targets, critic, DPG, SA
 temperature, Polyak averaging); importing it changes nothing in the importer's JAX.
 """
 
-from __future__ import annotations
-
 from acjax.core import losses as _losses
 from acjax.core import offpolicy_losses as _offpolicy_losses
 from acjax.core.losses import *

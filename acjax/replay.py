@@ -3,8 +3,6 @@
 The public face of `acjax.core.replay`.
 """
 
-from __future__ import annotations
-
 from acjax.core import replay as _replay
 from acjax.core.replay import *
 

@@ -1,11 +1,10 @@
-"""Advantage and return estimators over time-major rollouts (GAE, n-step and
-discounted returns, TD errors) that keep termination and truncation apart.
+"""Advantage and return estimators over time-major rollouts that keep termination and
+truncation apart: GAE, n-step, discounted and λ-returns, TD errors, V-trace and truncated
+importance weights.
 
 The public face of `acjax.core.returns`, where the functions and their documentation live;
 importing it changes nothing in the importer's JAX.
 """
-
-from __future__ import annotations
 
 from acjax.core import returns as _returns
 from acjax.core.returns import *

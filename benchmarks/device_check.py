@@ -83,7 +83,7 @@ def check_main(args, clock: Clock) -> list[dict]:
         for label in ("cold", "warm"):
             cwd = work / label
             cwd.mkdir()
-            command = [*MAIN_COMMAND, *(["--total-timesteps", "16384"] if args.quick else [])]
+            command = [*MAIN_COMMAND, *(["--total-timesteps", "4096"] if args.quick else [])]
             t = time.perf_counter()
             try:
                 proc = subprocess.run([sys.executable, *command], cwd=cwd, env=env, text=True,
@@ -118,10 +118,10 @@ def check_main(args, clock: Clock) -> list[dict]:
 # steady second call).
 WORKLOADS = {
     "ppo1": ("ppo-cartpole", {"acjax": "acjax_ppo:train_single", "rejax": "rejax_ppo:train"},
-             "purejaxrl", (1, 1), (500_000, 20_480), True),
+             "purejaxrl", (1, 1), (500_000, 4_096), True),
     "seeds": ("ppo-cartpole-seeds2048",
               {"acjax": "acjax_ppo:train_vmap", "rejax": "rejax_ppo:train"},
-              "purejaxrl", (2048, 8), (500_000, 8_192), False),
+              "purejaxrl", (2048, 4), (500_000, 2_048), False),
     "wide": ("ppo-cartpole-wide", {"acjax": "acjax_ppo:train_single", "rejax": "rejax_ppo:train"},
              "wide", (1, 1), (5_000_000, 131_072), True),
     "sac": ("sac-pendulum", {"acjax": "acjax_sac:train_single", "rejax": "rejax_sac:train"},

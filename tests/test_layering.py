@@ -169,3 +169,17 @@ def test_importing_acjax_changes_nothing_in_the_importers_jax(modules):
     assert result["flags"] == [None, None]  # XLA_FLAGS untouched
     assert result["hlo_same"], "jax.random lowers differently after the import"
     assert result["config_changes"] == []
+
+
+@pytest.mark.parametrize("face", [*LIBRARY_FACES, "acjax.networks", "acjax.envs"])
+def test_the_library_faces_export_exactly_their_all(face):
+    """`acjax.losses` once exposed `chex`, `jax`, `jnp` and `parallel`: a face's public names are
+    its `__all__`, and every name there exists."""
+    import importlib
+
+    module = importlib.import_module(face)
+    public = {n for n in vars(module) if not n.startswith("_")}
+    submodules = {n for n in public if getattr(module, n).__class__.__name__ == "module"
+                  and getattr(module, n).__name__.startswith(face + ".")}
+    assert public - submodules == set(module.__all__), face
+    assert not {"chex", "jax", "jnp", "np", "parallel", "collectives"} & public

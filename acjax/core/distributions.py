@@ -29,6 +29,7 @@ from typing import NamedTuple
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 __all__ = [
     "Categorical",
@@ -43,9 +44,45 @@ PRNGKey = chex.PRNGKey
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
+def _check_actions(actions: Array, logits: Array) -> Array:
+    """Discrete actions as int32 of the logits' batch shape, or an error naming `actions`."""
+    dtype = jnp.result_type(actions)
+    if not jnp.issubdtype(dtype, jnp.integer):
+        raise TypeError(
+            f"Categorical.log_prob: actions has dtype {dtype}; pass integer action indices "
+            "(e.g. actions.astype(jnp.int32))"
+        )
+    if jnp.shape(actions) != logits.shape[:-1]:
+        raise ValueError(
+            f"Categorical.log_prob: actions has shape {jnp.shape(actions)} but the logits "
+            f"{logits.shape} have batch shape {logits.shape[:-1]}; pass one action per batch "
+            "element"
+        )
+    return jnp.asarray(actions).astype(jnp.int32)
+
+
+def _same_shape(fn: str, name: str, x: Array, like_name: str, like: Array) -> None:
+    """Raises `ValueError` naming `name` unless `x` has the shape of `like`."""
+    if jnp.shape(x) != jnp.shape(like):
+        raise ValueError(
+            f"{fn}: {name} has shape {jnp.shape(x)} but {like_name} has {jnp.shape(like)}; "
+            f"pass {name} of shape {jnp.shape(like)}"
+        )
+
+
+def _float_actions(fn: str, actions: Array, mean: Array) -> None:
+    """Raises naming `actions` unless they are floating point and shaped like `mean`."""
+    dtype = jnp.result_type(actions)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(f"{fn}: actions has dtype {dtype}; pass floating-point actions")
+    _same_shape(fn, "actions", actions, "mean", mean)
+
+
 def _check_params(params: Array, name: str) -> None:
     """Static checks on a distribution parameter: float dtype, rank >= 1."""
-    chex.assert_type(params, float)
+    dtype = jnp.result_type(params)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(f"{name} has dtype {dtype}; pass floating-point {name}")
     if jnp.ndim(params) < 1:
         raise ValueError(
             f"{name} must have shape [..., n] with a trailing action axis; got shape "
@@ -104,27 +141,60 @@ class Categorical(NamedTuple):
           noise: standard Gumbel noise shaped like `logits` (see `noise`).
         """
         _check_params(self.logits, "logits")
-        chex.assert_equal_shape([noise, self.logits])
+        _same_shape("Categorical.sample_from_noise", "noise", noise, "logits", self.logits)
         return jnp.argmax(noise + self.logits, axis=-1).astype(jnp.int32)
 
     def log_prob(self, actions: Array) -> Array:
         """Log-probability of actions, log π(a) = log_softmax(logits)ₐ.
 
+        An action outside `[0, num_actions)` has no probability under this distribution: its
+        log-probability is NaN, never a finite number (`check(actions)` raises instead).
+
         Args:
-          actions: action indices in `[0, num_actions)`, shape `[...]`, integer.
+          actions: action indices in `[0, num_actions)`, shape `[...]` (the logits' batch
+            shape), integer.
 
         Returns:
           log π(a), shape `[...]`, dtype of `logits`.
+
+        Raises:
+          TypeError / ValueError: `actions` is not an integer array of the batch shape.
         """
         _check_params(self.logits, "logits")
-        chex.assert_type(actions, int)
-        chex.assert_shape(actions, self.logits.shape[:-1])
+        actions = _check_actions(actions, self.logits)
         log_p = self.all_log_probs()
         # A masked sum rather than a gather: the same value (one term, the rest exact zeros),
         # and its gradient is elementwise, where a gather's is a scatter (separate kernels).
         index = jax.lax.broadcasted_iota(jnp.int32, log_p.shape, log_p.ndim - 1)
-        onehot = index == actions.astype(jnp.int32)[..., None]
-        return jnp.sum(jnp.where(onehot, log_p, 0.0), axis=-1)
+        onehot = index == actions[..., None]
+        total = jnp.sum(jnp.where(onehot, log_p, 0.0), axis=-1)
+        return jnp.where(self._in_range(actions), total, jnp.nan)
+
+    def _in_range(self, actions: Array) -> Array:
+        return (actions >= 0) & (actions < self.logits.shape[-1])
+
+    def check(self, actions: Array) -> None:
+        """Raises when an action lies outside `[0, num_actions)`.
+
+        Concrete `actions` raise a `ValueError` naming the first bad value; traced ones go
+        through `jax.experimental.checkify.check`, so wrap the caller with
+        `checkify.checkify(...)` to get the error out of a jitted function.
+        """
+        actions = _check_actions(actions, self.logits)
+        n = self.logits.shape[-1]
+        value = None if isinstance(actions, jax.core.Tracer) else np.asarray(actions)
+        if value is not None:
+            bad = value[(value < 0) | (value >= n)]
+            if bad.size:
+                raise ValueError(
+                    f"Categorical.check: actions holds {int(bad.flat[0])}, outside "
+                    f"[0, {n}) for logits with {n} actions; pass action indices in range"
+                )
+            return
+        from jax.experimental import checkify
+
+        checkify.check(jnp.all(self._in_range(actions)),
+                       f"Categorical: actions outside [0, {n})")
 
     def entropy(self) -> Array:
         """Entropy, H(π) = -Σₐ π(a) log π(a).
@@ -163,7 +233,7 @@ class Categorical(NamedTuple):
         Args:
           other: a `Categorical` with logits of the same shape as `self.logits`.
         """
-        chex.assert_equal_shape([self.logits, other.logits])
+        _same_shape("Categorical.kl_divergence", "other.logits", other.logits, "logits", self.logits)
         log_p = self.all_log_probs()
         log_q = other.all_log_probs()
         p = jnp.exp(log_p)
@@ -189,7 +259,8 @@ class DiagGaussian(NamedTuple):
     def _log_std(self) -> Array:
         """`log_std` explicitly broadcast to the shape of `mean`."""
         _check_params(self.mean, "mean")
-        chex.assert_type(self.log_std, float)
+        if not jnp.issubdtype(jnp.result_type(self.log_std), jnp.floating):
+            raise TypeError(f"log_std has dtype {jnp.result_type(self.log_std)}; pass float log_std")
         if jnp.ndim(self.log_std) > jnp.ndim(self.mean):
             raise ValueError(
                 f"log_std of shape {jnp.shape(self.log_std)} does not broadcast to mean of "
@@ -223,7 +294,7 @@ class DiagGaussian(NamedTuple):
 
     def sample_from_noise(self, noise: Array) -> Array:
         """`a = μ + σ ε` for the given ε (see `noise`), shape `[..., action_dim]`."""
-        chex.assert_equal_shape([noise, self.mean])
+        _same_shape(type(self).__name__ + ".sample_from_noise", "noise", noise, "mean", self.mean)
         return self.mean + self.stddev() * noise
 
     def log_prob(self, actions: Array) -> Array:
@@ -238,8 +309,7 @@ class DiagGaussian(NamedTuple):
           log π(a), shape `[...]`, dtype of `mean`.
         """
         log_std = self._log_std()
-        chex.assert_type(actions, float)
-        chex.assert_equal_shape([actions, self.mean])
+        _float_actions(type(self).__name__ + ".log_prob", actions, self.mean)
         z = (actions.astype(self.mean.dtype) - self.mean) * jnp.exp(-log_std)
         return jnp.sum(-0.5 * jnp.square(z) - log_std - _HALF_LOG_2PI, axis=-1)
 
@@ -274,7 +344,7 @@ class DiagGaussian(NamedTuple):
         Args:
           other: a `DiagGaussian` with a mean of the same shape as `self.mean`.
         """
-        chex.assert_equal_shape([self.mean, other.mean])
+        _same_shape("DiagGaussian.kl_divergence", "other.mean", other.mean, "mean", self.mean)
         log_std, other_log_std = self._log_std(), other._log_std()
         var_ratio = jnp.exp(2.0 * (log_std - other_log_std))
         mean_term = jnp.square((self.mean - other.mean) * jnp.exp(-other_log_std))
@@ -370,8 +440,7 @@ class TanhGaussian(NamedTuple):
           log π(a), shape `[...]`, dtype of `mean`.
         """
         _check_params(self.mean, "mean")
-        chex.assert_type(actions, float)
-        chex.assert_equal_shape([actions, self.mean])
+        _float_actions(type(self).__name__ + ".log_prob", actions, self.mean)
         eps = self.clip_eps()
         a = jnp.clip(actions.astype(self.mean.dtype), -1.0 + eps, 1.0 - eps)
         return self.log_prob_pre_tanh(jnp.arctanh(a))
@@ -404,7 +473,7 @@ class TanhGaussian(NamedTuple):
 
     def sample_and_log_prob_from_noise(self, noise: Array) -> tuple[Array, Array]:
         """`sample_and_log_prob` with the noise ε given (see `noise`)."""
-        chex.assert_equal_shape([noise, self.mean])
+        _same_shape(type(self).__name__ + ".sample_from_noise", "noise", noise, "mean", self.mean)
         log_std = self.pre_tanh()._log_std()
         u = self.mean + jnp.exp(log_std) * noise
         log_n = jnp.sum(-0.5 * jnp.square(noise) - log_std - _HALF_LOG_2PI, axis=-1)

@@ -315,7 +315,8 @@ def train_and_report(
             f" (agents: median {summary['eval_return_median']:.2f}, "
             f"min {summary['eval_return_min']:.2f})" if num_agents > 1 else ""
         )
-        + best
+        + best,
+        soft_wrap=True,
     )
     return summary
 

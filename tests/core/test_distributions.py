@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from closeness import assert_close, report_errors  # noqa: F401 - report_errors: a fixture
 from scipy import special, stats
 
 from acjax.distributions import Categorical, DiagGaussian, TanhGaussian
@@ -13,25 +14,8 @@ from acjax.distributions import Categorical, DiagGaussian, TanhGaussian
 TOL = 1e-5
 VARIANTS = ("plain", "jit", "vmap")
 
-# Largest absolute error seen per comparison, printed at the end of the module (`pytest -s`).
-MAX_ABS_ERRORS: dict[str, float] = {}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _report_errors():
-    yield
-    for name, err in sorted(MAX_ABS_ERRORS.items()):
-        print(f"max abs error {name}: {err:.3g}")
-
-
 def _assert_close(name, actual, expected, tol=TOL, rtol=0.0):
-    actual = np.asarray(actual, np.float64)
-    expected = np.asarray(expected, np.float64)
-    assert actual.shape == expected.shape, (name, actual.shape, expected.shape)
-    err = np.abs(actual - expected)
-    MAX_ABS_ERRORS[name] = max(float(np.max(err, initial=0.0)), MAX_ABS_ERRORS.get(name, 0.0))
-    bound = tol + rtol * np.abs(expected)
-    assert np.all(err <= bound), f"{name}: max abs error {np.max(err):.3g}"
+    assert_close(name, actual, expected, tol, rtol)
 
 
 def _apply(variant, fn, *args):
@@ -137,7 +121,7 @@ def test_categorical_sample_is_jax_categorical_and_noise_drawn_ahead_gives_the_s
     actions, log_probs = dist.sample_and_log_prob_from_noise(noise)
     np.testing.assert_array_equal(actions, expected)
     np.testing.assert_array_equal(log_probs, dist.log_prob(expected))
-    with pytest.raises(AssertionError):
+    with pytest.raises(ValueError, match=r"noise has shape \(257, 4\) but logits has"):
         dist.sample_from_noise(noise[:, :4])
 
 
@@ -254,10 +238,12 @@ def test_categorical_kl_divergence():
 
 def test_categorical_input_checks():
     dist = Categorical(jnp.zeros((3, 4)))
-    with pytest.raises(AssertionError):
+    with pytest.raises(TypeError, match="actions has dtype float32; pass integer"):
         dist.log_prob(jnp.zeros((3,), jnp.float32))  # actions must be integers
-    with pytest.raises(AssertionError):
+    with pytest.raises(ValueError, match=r"actions has shape \(4,\) .* batch shape \(3,\)"):
         dist.log_prob(jnp.zeros((4,), jnp.int32))  # and have the batch shape
+    with pytest.raises(TypeError, match="logits has dtype int32"):
+        Categorical(jnp.zeros((3, 4), jnp.int32)).entropy()
     with pytest.raises(ValueError, match="trailing action axis"):
         Categorical(jnp.zeros(())).entropy()
 
@@ -416,8 +402,10 @@ def test_gaussian_kl_divergence():
 def test_gaussian_input_checks():
     with pytest.raises(ValueError, match="does not broadcast"):
         DiagGaussian(jnp.zeros((3,)), jnp.zeros((2, 3))).entropy()
-    with pytest.raises(AssertionError):
+    with pytest.raises(ValueError, match=r"actions has shape \(3,\) but mean has \(2, 3\)"):
         DiagGaussian(jnp.zeros((2, 3)), jnp.zeros((3,))).log_prob(jnp.zeros((3,)))
+    with pytest.raises(TypeError, match="actions has dtype int32; pass floating-point"):
+        DiagGaussian(jnp.zeros((3,)), jnp.zeros((3,))).log_prob(jnp.zeros((3,), jnp.int32))
 
 
 # ----------------------------------------------------------------------------
@@ -452,3 +440,25 @@ def test_distributions_are_pytrees_through_jit_vmap_and_scan():
     final, entropies = jax.lax.scan(step, cat, None, length=3)
     assert isinstance(final, Categorical) and entropies.shape == (3, 5)
     _assert_close("pytree scan", final.logits, np.asarray(logits) * 0.125)
+
+
+def test_out_of_range_discrete_actions_have_no_finite_log_probability():
+    """An action outside [0, num_actions) used to get log-probability 0 (probability 1)."""
+    dist = Categorical(jnp.zeros((2,)))
+    assert np.isnan(dist.log_prob(jnp.int32(5)))
+    assert np.isnan(jax.jit(dist.log_prob)(jnp.int32(-1)))
+    batch = Categorical(jnp.zeros((3, 2)))
+    log_p = batch.log_prob(jnp.array([0, 2, 1], jnp.int32))
+    np.testing.assert_array_equal(np.isnan(log_p), [False, True, False])
+    np.testing.assert_allclose(np.asarray(log_p)[[0, 2]], np.log(0.5), rtol=1e-6)
+    with pytest.raises(ValueError, match=r"actions holds 5, outside \[0, 2\)"):
+        dist.check(jnp.int32(5))
+    dist.check(jnp.int32(1))  # in range: no error
+
+    from jax.experimental import checkify
+
+    checked = checkify.checkify(jax.jit(lambda a: dist.check(a)))
+    err, _ = checked(jnp.int32(3))
+    assert "outside [0, 2)" in str(err.get())
+    err, _ = checked(jnp.int32(0))
+    assert err.get() is None

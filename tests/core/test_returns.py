@@ -1,12 +1,14 @@
 """Tests for `acjax.returns`."""
 
 import functools
+import warnings
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import rlax
+from closeness import assert_close, call_variant, report_errors  # noqa: F401 - report_errors: a fixture
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -19,44 +21,11 @@ VARIANTS = ("plain", "jit", "vmap")
 SHAPES = [(1, (2, 4)), (7, ()), (7, (3,)), (33, (3,)), (33, (2, 4))]
 SEEDS = (0, 1, 2)
 
-# Largest absolute error seen per comparison, printed at the end of the module (`pytest -s`).
-MAX_ABS_ERRORS: dict[str, float] = {}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _report_errors():
-    yield
-    for name, err in sorted(MAX_ABS_ERRORS.items()):
-        print(f"max abs error {name}: {err:.3g}")
-
-
 def _assert_close(name, actual, expected, tol=TOL):
-    actual = np.asarray(actual, np.float64)
-    expected = np.asarray(expected, np.float64)
-    assert actual.shape == expected.shape, (name, actual.shape, expected.shape)
-    err = float(np.max(np.abs(actual - expected))) if actual.size else 0.0
-    MAX_ABS_ERRORS[name] = max(err, MAX_ABS_ERRORS.get(name, 0.0))
-    assert err < tol, f"{name}: max abs error {err:.3g} >= {tol}"
+    assert_close(name, actual, expected, tol)
 
 
-def _call(variant, fn, batch, **kwargs):
-    """Evaluates `fn(*args, **kwargs)` for every `args` in `batch` under a variant.
-
-    "plain" calls the function eagerly, "jit" calls it jitted, and "vmap" stacks
-    the whole batch along a new leading axis and makes a single (jitted) vmapped
-    call, so that any mixing between batch elements shows up as a mismatch.
-    """
-    f = functools.partial(fn, **kwargs)
-    if variant == "plain":
-        return [f(*args) for args in batch]
-    if variant == "jit":
-        jf = jax.jit(f)
-        return [jf(*args) for args in batch]
-    if variant == "vmap":
-        stacked = [np.stack(xs) for xs in zip(*batch)]
-        out = jax.jit(jax.vmap(f))(*stacked)
-        return [jax.tree.map(lambda o, i=i: o[i], out) for i in range(len(batch))]
-    raise ValueError(variant)
+_call = call_variant
 
 
 # ----------------------------------------------------------------------------
@@ -221,7 +190,8 @@ def test_hand_example_discounted_returns(variant):
     for out in _call(variant, returns.discounted_returns, batch, gamma=GAMMA):
         _assert_close("hand/discounted_returns", out, EXPECTED_RETURNS, tol=1e-6)
     # gae_lambda = 1 reproduces them because next_values[t] = values[t+1] off episode ends.
-    _, targets = returns.gae(REWARDS, VALUES, NEXT_VALUES, TERMINATED, TRUNCATED, GAMMA, 1.0)
+    _, targets = returns.gae(REWARDS, VALUES, NEXT_VALUES, TERMINATED, TRUNCATED,
+                             gamma=GAMMA, gae_lambda=1.0)
     _assert_close("hand/gae_lambda1", targets, EXPECTED_RETURNS, tol=1e-6)
 
 
@@ -300,7 +270,7 @@ _gae_jit = jax.jit(returns.gae)
 )
 def test_gae_property_matches_reference(seed, seq_len, gamma, gae_lambda, p_term, p_trunc):
     rollout = _rollout(seed, seq_len, (2,), p_term=p_term, p_trunc=p_trunc)
-    adv, targets = _gae_jit(*rollout, gamma, gae_lambda)
+    adv, targets = _gae_jit(*rollout, gamma=gamma, gae_lambda=gae_lambda)
     ref_adv, ref_targets = _per_column(_ref_gae, *rollout, gamma=gamma, lam=gae_lambda)
     _assert_close("hypothesis/gae_advantages", adv, ref_adv)
     _assert_close("hypothesis/gae_targets", targets, ref_targets)
@@ -319,7 +289,7 @@ def test_gae_lambda_one_equals_discounted_returns(variant, seq_len, batch_shape)
     rollouts = [_rollout(s, seq_len, batch_shape, consistent=True) for s in SEEDS]
     outs = _call(variant, returns.gae, rollouts, gamma=0.95, gae_lambda=1.0)
     for (r, v, nv, te, tr), (adv, targets) in zip(rollouts, outs):
-        expected = returns.discounted_returns(r, nv, te, tr, 0.95)
+        expected = returns.discounted_returns(r, nv, te, tr, gamma=0.95)
         _assert_close("cross/gae1_targets_vs_returns", targets, expected)
         _assert_close("cross/gae1_adv_vs_returns_minus_values", adv, expected - v)
 
@@ -330,9 +300,9 @@ def test_gae_lambda_zero_equals_td_errors(variant, seq_len, batch_shape):
     rollouts = [_rollout(s, seq_len, batch_shape) for s in SEEDS]
     outs = _call(variant, returns.gae, rollouts, gamma=0.95, gae_lambda=0.0)
     for (r, v, nv, te, tr), (adv, targets) in zip(rollouts, outs):
-        deltas = returns.td_errors(r, v, nv, te, 0.95)
+        deltas = returns.td_errors(r, v, nv, te, gamma=0.95)
         _assert_close("cross/gae0_vs_td_errors", adv, deltas)
-        one_step = returns.n_step_returns(r, nv, te, tr, 0.95, n=1)
+        one_step = returns.n_step_returns(r, nv, te, tr, gamma=0.95, n=1)
         _assert_close("cross/gae0_targets_vs_n1", targets, one_step)
 
 
@@ -343,7 +313,7 @@ def test_n_step_long_window_equals_discounted_returns(variant, seq_len, batch_sh
                 (_rollout(s, seq_len, batch_shape) for s in SEEDS)]
     outs = _call(variant, returns.n_step_returns, rollouts, gamma=0.95, n=seq_len + extra)
     for rollout, out in zip(rollouts, outs):
-        expected = returns.discounted_returns(*rollout, 0.95)
+        expected = returns.discounted_returns(*rollout, gamma=0.95)
         _assert_close("cross/n_ge_T_vs_returns", out, expected)
 
 
@@ -356,7 +326,7 @@ def test_n_step_one_equals_td_target(variant, seq_len, batch_shape):
     for (r, v, nv, te, _), out in zip(rollouts, outs):
         expected = r + 0.95 * (1.0 - te) * nv
         _assert_close("cross/n1_vs_td_target", out, expected)
-        _assert_close("cross/n1_vs_td_errors", out - v, returns.td_errors(r, v, nv, te, 0.95))
+        _assert_close("cross/n1_vs_td_errors", out - v, returns.td_errors(r, v, nv, te, gamma=0.95))
 
 
 # ----------------------------------------------------------------------------
@@ -454,7 +424,8 @@ def test_n_step_returns_matches_rlax_without_truncation(variant, n):
 
 def test_truncation_differs_from_rlax_done_as_termination():
     """On the hand example, folding the time limit into rlax's discount loses the bootstrap."""
-    adv, _ = returns.gae(REWARDS, VALUES, NEXT_VALUES, TERMINATED, TRUNCATED, GAMMA, LAMBDA)
+    adv, _ = returns.gae(REWARDS, VALUES, NEXT_VALUES, TERMINATED, TRUNCATED,
+                         gamma=GAMMA, gae_lambda=LAMBDA)
     done = TERMINATED | TRUNCATED
     values_rlax = np.concatenate([VALUES, NEXT_VALUES[-1:]])
 
@@ -479,7 +450,7 @@ def test_truncation_differs_from_rlax_done_as_termination():
     rlax_returns = rlax.discounted_returns(
         REWARDS, GAMMA * (1.0 - done.astype(np.float32)), NEXT_VALUES
     )
-    ours = returns.discounted_returns(REWARDS, NEXT_VALUES, TERMINATED, TRUNCATED, GAMMA)
+    ours = returns.discounted_returns(REWARDS, NEXT_VALUES, TERMINATED, TRUNCATED, gamma=GAMMA)
     np.testing.assert_allclose(np.asarray(ours) - np.asarray(rlax_returns),
                                [0, 0, 0, 5.0, 10.0, 0, 0, 0], atol=1e-6)
 
@@ -496,9 +467,9 @@ def test_traced_gamma_and_lambda_under_vmap():
     r, v, nv, te, tr = _rollout(0, 7, (3,))
 
     def sweep(g, lam):
-        return returns.gae(r, v, nv, te, tr, g, lam)
+        return returns.gae(r, v, nv, te, tr, gamma=g, gae_lambda=lam)
 
-    expected = [returns.gae(r, v, nv, te, tr, g, lam)
+    expected = [returns.gae(r, v, nv, te, tr, gamma=g, gae_lambda=lam)
                 for g, lam in zip(GAMMAS.tolist(), LAMBDAS.tolist())]
     # Eagerly vmapped and jitted-vmapped sweeps over (gamma, lambda) pairs.
     for wrap in (lambda f: f, jax.jit):
@@ -513,9 +484,9 @@ def test_traced_gamma_and_lambda_under_vmap():
         _assert_close("traced/gae_gamma_only", adv_g[i], sweep(g, 0.9)[0])
 
     per_gamma = {
-        "td_errors": lambda g: returns.td_errors(r, v, nv, te, g),
-        "discounted_returns": lambda g: returns.discounted_returns(r, nv, te, tr, g),
-        "n_step_returns": lambda g: returns.n_step_returns(r, nv, te, tr, g, 4),
+        "td_errors": lambda g: returns.td_errors(r, v, nv, te, gamma=g),
+        "discounted_returns": lambda g: returns.discounted_returns(r, nv, te, tr, gamma=g),
+        "n_step_returns": lambda g: returns.n_step_returns(r, nv, te, tr, gamma=g, n=4),
     }
     for name, fn in per_gamma.items():
         out = jax.jit(jax.vmap(fn))(GAMMAS)
@@ -543,7 +514,8 @@ def _time_limit_fixed_point(gae_lambda, time_limit_as, gamma=0.99, seq_len=200, 
 
     def _iterate(_, value):
         values = jnp.full((seq_len,), value)
-        _, targets = returns.gae(rewards, values, values, terminated, truncated, gamma, gae_lambda)
+        _, targets = returns.gae(rewards, values, values, terminated, truncated, gamma=gamma,
+                                 gae_lambda=gae_lambda)
         return jnp.mean(targets)
 
     return float(jax.jit(lambda: jax.lax.fori_loop(0, iterations, _iterate, jnp.float32(0.0)))())
@@ -571,13 +543,13 @@ def test_time_limit_as_termination_is_biased(gae_lambda):
 
 
 def _all_outputs(r, v, nv, te, tr):
-    adv, targets = returns.gae(r, v, nv, te, tr, 0.9, 0.8)
+    adv, targets = returns.gae(r, v, nv, te, tr, gamma=0.9, gae_lambda=0.8)
     return {
         "gae_advantages": adv,
         "gae_targets": targets,
-        "td_errors": returns.td_errors(r, v, nv, te, 0.9),
-        "discounted_returns": returns.discounted_returns(r, nv, te, tr, 0.9),
-        "n_step_returns": returns.n_step_returns(r, nv, te, tr, 0.9, 3),
+        "td_errors": returns.td_errors(r, v, nv, te, gamma=0.9),
+        "discounted_returns": returns.discounted_returns(r, nv, te, tr, gamma=0.9),
+        "n_step_returns": returns.n_step_returns(r, nv, te, tr, gamma=0.9, n=3),
     }
 
 
@@ -589,12 +561,34 @@ def test_output_shapes_and_dtypes(batch_shape):
         assert out.dtype == jnp.float32, name
 
 
-def test_bool_and_float_flags_agree():
+def test_int_flags_give_the_bool_result_float_and_non_binary_flags_are_refused():
+    """Point 5: 0/1 int flags equal bool flags; a 2 (concrete) is a ValueError and a float flag
+    a TypeError, each naming the flag."""
     r, v, nv, te, tr = _rollout(4, 7, (3,), p_term=0.3, p_trunc=0.3)
     from_bool = _all_outputs(r, v, nv, te, tr)
-    from_float = _all_outputs(r, v, nv, te.astype(np.float32), tr.astype(np.float32))
-    for name in from_bool:
-        np.testing.assert_array_equal(from_bool[name], from_float[name], err_msg=name)
+    for dtype in (np.int32, np.int64, np.uint8):
+        from_int = _all_outputs(r, v, nv, te.astype(dtype), tr.astype(dtype))
+        for name in from_bool:
+            np.testing.assert_array_equal(from_bool[name], from_int[name], err_msg=name)
+    lr = np.zeros_like(r)
+    for flag in ("terminated", "truncated"):
+        bad_int = {"terminated": te, "truncated": tr, flag: te.astype(np.int32) * 2}
+        bad_float = {"terminated": te, "truncated": tr, flag: np.full(r.shape, 0.5, np.float32)}
+        for bad, error, text in ((bad_int, ValueError, rf"{flag} holds \[2\]"),
+                                 (bad_float, TypeError, rf"{flag} has dtype float32")):
+            with pytest.raises(error, match=text):
+                returns.gae(r, v, nv, bad["terminated"], bad["truncated"],
+                            gamma=0.9, gae_lambda=0.9)
+            with pytest.raises(error, match=text):
+                returns.discounted_returns(r, nv, bad["terminated"], bad["truncated"], gamma=0.9)
+            with pytest.raises(error, match=text):
+                returns.n_step_returns(r, nv, bad["terminated"], bad["truncated"], gamma=0.9, n=2)
+            with pytest.raises(error, match=text):
+                returns.vtrace(r, v, nv, bad["terminated"], bad["truncated"], lr, gamma=0.9)
+    with pytest.raises(TypeError, match="terminated has dtype float32"):
+        returns.td_errors(r, v, nv, te.astype(np.float32), gamma=0.9)
+    with pytest.raises(ValueError, match=r"terminated holds \[2\]"):
+        returns.td_errors(r, v, nv, te.astype(np.int32) * 2, gamma=0.9)
 
 
 def test_result_dtype_follows_rewards():
@@ -608,9 +602,9 @@ def test_result_dtype_follows_rewards():
 
 def test_gae_unroll_does_not_change_results():
     rollout = _rollout(6, 33, (3,))
-    base = returns.gae(*rollout, 0.97, 0.9)
+    base = returns.gae(*rollout, gamma=0.97, gae_lambda=0.9)
     for unroll in (4,):
-        unrolled = returns.gae(*rollout, 0.97, 0.9, unroll=unroll)
+        unrolled = returns.gae(*rollout, gamma=0.97, gae_lambda=0.9, unroll=unroll)
         for a, b in zip(base, unrolled):
             _assert_close("unroll/gae", a, b, tol=1e-6)
 
@@ -619,14 +613,175 @@ def test_gae_unroll_does_not_change_results():
 def test_n_step_rejects_non_positive_n(n):
     r, _, nv, te, tr = _rollout(7, 5)
     with pytest.raises(ValueError, match=rf"n >= 1.*n={n}"):
-        returns.n_step_returns(r, nv, te, tr, 0.9, n)
+        returns.n_step_returns(r, nv, te, tr, gamma=0.9, n=n)
 
 
 def test_rejects_mismatched_shapes_and_missing_time_axis():
     r, v, nv, te, tr = _rollout(8, 5, (3,))
-    with pytest.raises(AssertionError):
-        returns.gae(r, v[:, :2], nv, te, tr, 0.9, 0.9)
-    with pytest.raises(AssertionError):
-        returns.discounted_returns(r, nv, te[:4], tr, 0.9)
+    with pytest.raises(ValueError, match=r"values \(5, 2\)"):
+        returns.gae(r, v[:, :2], nv, te, tr, gamma=0.9, gae_lambda=0.9)
+    with pytest.raises(ValueError, match=r"terminated \(4, 3\)"):
+        returns.discounted_returns(r, nv, te[:4], tr, gamma=0.9)
     with pytest.raises(ValueError, match="time-major"):
-        returns.td_errors(r[0, 0], v[0, 0], nv[0, 0], te[0, 0], 0.9)
+        returns.td_errors(r[0, 0], v[0, 0], nv[0, 0], te[0, 0], gamma=0.9)
+
+
+# ----------------------------------------------------------------------------
+# The library contract (docs/library-contract.md): errors, dtypes, layouts.
+# ----------------------------------------------------------------------------
+
+
+def test_values_with_one_more_step_than_rewards_gets_the_next_values_hint():
+    """Point 1: rlax's [T+1, B] value layout passed as values."""
+    r, v, nv, te, tr = _rollout(9, 5, (3,))
+    values_rlax = np.concatenate([v, nv[-1:]])
+    for fn, kwargs in ((returns.gae, {"gae_lambda": 0.9}), (returns.vtrace, {})):
+        args = (r, values_rlax, nv, te, tr) + ((np.zeros_like(r),) if fn is returns.vtrace else ())
+        with pytest.raises(ValueError) as info:
+            fn(*args, gamma=0.9, **kwargs)
+        message = str(info.value)
+        assert "rewards (5, 3)" in message and "values (6, 3)" in message, message
+        assert "values[:-1]" in message and "next_values" in message, message
+    with pytest.raises(ValueError, match=r"values\[:-1\].*next_values"):
+        returns.td_errors(r, values_rlax, nv, te, gamma=0.9)
+    # Batch-major: the hint slices the time axis, axis 1.
+    with pytest.raises(ValueError, match=r"values\[:, :-1\].*next_values"):
+        returns.gae(r.T, values_rlax.T, nv.T, te.T, tr.T, gamma=0.9, gae_lambda=0.9,
+                    time_major=False)
+
+
+def test_wrong_dtype_error_names_the_argument():
+    """Point 2."""
+    r, v, nv, te, tr = _rollout(10, 5, (3,))
+    ints = r.astype(np.int32)
+    with pytest.raises(TypeError, match="gae: rewards has dtype int32"):
+        returns.gae(ints, v, nv, te, tr, gamma=0.9, gae_lambda=0.9)
+    with pytest.raises(TypeError, match="td_errors: values has dtype int32"):
+        returns.td_errors(r, ints, nv, te, gamma=0.9)
+    with pytest.raises(TypeError, match="discounted_returns: next_values has dtype int32"):
+        returns.discounted_returns(r, ints, te, tr, gamma=0.9)
+    with pytest.raises(TypeError, match="n_step_returns: rewards has dtype int32"):
+        returns.n_step_returns(ints, nv, te, tr, gamma=0.9, n=2)
+    with pytest.raises(TypeError, match="vtrace: log_rhos has dtype int32"):
+        returns.vtrace(r, v, nv, te, tr, ints, gamma=0.9)
+    with pytest.raises(TypeError, match="lambda_returns: discounts has dtype bool"):
+        returns.lambda_returns(r, ~te, nv)
+
+
+def _every_estimator(r, v, nv, te, tr, **kwargs):
+    """Every estimator's outputs (as a dict), with keyword arguments for the layout."""
+    adv, targets = returns.gae(r, v, nv, te, tr, gamma=0.9, gae_lambda=0.8, **kwargs)
+    log_rhos = np.asarray(v) * 0.3
+    vt = returns.vtrace(r, v, nv, te, tr, log_rhos, gamma=0.9, lambda_=0.9, **kwargs)
+    discounts = 0.9 * (1 - np.asarray(te, np.float32))
+    return {
+        "gae_advantages": adv,
+        "gae_targets": targets,
+        "td_errors": returns.td_errors(r, v, nv, te, gamma=0.9, **kwargs),
+        "discounted_returns": returns.discounted_returns(r, nv, te, tr, gamma=0.9, **kwargs),
+        "n_step_returns": returns.n_step_returns(r, nv, te, tr, gamma=0.9, n=3, **kwargs),
+        "lambda_returns": returns.lambda_returns(r, discounts.astype(np.asarray(r).dtype), nv,
+                                                 lambda_=0.7, **kwargs),
+        **{f"vtrace_{name}": x for name, x in vt._asdict().items()},
+    }
+
+
+def test_numpy_float64_inputs_give_float32_without_warning():
+    """Point 3: x64 off, float64 NumPy inputs are canonicalised silently."""
+    assert not jax.config.jax_enable_x64
+    r, v, nv, te, tr = (x.astype(np.float64) if x.dtype == np.float32 else x
+                        for x in _rollout(11, 6, (2,)))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        outs = _every_estimator(r, v, nv, te, tr)
+        weights = returns.truncated_importance_weights(v, lambda_=np.float64(0.9))
+    assert not caught, [str(w.message) for w in caught]
+    for name, out in {**outs, "truncated_importance_weights": weights}.items():
+        assert out.dtype == jnp.float32, name
+
+
+def test_nan_or_inf_next_values_at_terminated_steps_reach_no_output():
+    """Point 4: a terminated step ignores next_values entirely."""
+    r, v, nv, te, tr = _rollout(12, 9, (4,), p_term=0.3, p_trunc=0.2)
+    te[-1, 0] = te[3, 1] = True
+    assert te.any()
+    clean = _every_estimator(r, v, nv, te, tr)
+    for poison in (np.nan, np.inf, -np.inf):
+        bad_nv = np.where(te, np.float32(poison), nv)
+        outs = _every_estimator(r, v, bad_nv, te, tr)
+        for name, out in outs.items():
+            assert np.isfinite(np.asarray(out)).all(), (name, poison)
+            np.testing.assert_array_equal(out, clean[name], err_msg=name)
+        grads = jax.grad(lambda x: returns.td_errors(r, v, x, te, gamma=0.9).sum())(bad_nv)
+        assert np.isfinite(np.asarray(grads)).all()
+
+
+def test_num_steps_catches_batch_major_input_and_time_major_false_transposes():
+    """Point 6: a [B, T] rollout passed as time-major is caught by num_steps (the shapes alone
+    cannot tell where T == B); time_major=False gives the transposed time-major result."""
+    seq_len, batch = 7, 3
+    r, v, nv, te, tr = _rollout(13, seq_len, (batch,), p_term=0.2, p_trunc=0.2)
+    time_major = _every_estimator(r, v, nv, te, tr, num_steps=seq_len)
+    batch_major = [x.T for x in (r, v, nv, te, tr)]
+    with pytest.raises(ValueError, match=r"num_steps=7.*time_major=False"):
+        returns.gae(*batch_major, gamma=0.9, gae_lambda=0.9, num_steps=seq_len)
+    for fn, args, kwargs in (
+        (returns.td_errors, batch_major[:4], {}),
+        (returns.discounted_returns, batch_major[:1] + batch_major[2:], {}),
+        (returns.n_step_returns, batch_major[:1] + batch_major[2:], {"n": 3}),
+        (returns.vtrace, batch_major + [batch_major[1]], {}),
+    ):
+        with pytest.raises(ValueError, match="num_steps=7"):
+            fn(*args, gamma=0.9, num_steps=seq_len, **kwargs)
+    outs = _every_estimator(*batch_major, time_major=False, num_steps=seq_len)
+    for name, out in outs.items():
+        assert out.shape == (batch, seq_len), name
+        np.testing.assert_array_equal(np.asarray(out).T, time_major[name], err_msg=name)
+    # Where T == B, only num_steps tells the layouts apart: a wrong num_steps raises.
+    square = _rollout(14, 4, (4,))
+    with pytest.raises(ValueError, match="num_steps=5"):
+        returns.gae(*square, gamma=0.9, gae_lambda=0.9, num_steps=5)
+
+
+def test_mixed_float_dtypes_promote_bf16_rewards_with_f32_values_to_f32():
+    """Point 7."""
+    r, v, nv, te, tr = _rollout(15, 6, (2,))
+    outs = _every_estimator(jnp.asarray(r, jnp.bfloat16), v, nv, te, tr)
+    for name, out in outs.items():
+        assert out.dtype == jnp.float32, name
+    assert returns.gae(r, jnp.asarray(v, jnp.bfloat16), nv, te, tr, gamma=0.9,
+                       gae_lambda=0.9)[0].dtype == jnp.float32
+
+
+def test_gamma_and_lambda_must_be_scalars_in_range_and_may_be_traced():
+    """Point 8."""
+    r, v, nv, te, tr = _rollout(16, 6, (2,))
+    per_step = np.full(r.shape[:1], 0.9, np.float32)
+    for gamma in (per_step, np.full(r.shape, 0.9, np.float32)):
+        with pytest.raises(ValueError, match=r"gamma must be a scalar.*lambda_returns\(discounts"):
+            returns.gae(r, v, nv, te, tr, gamma=gamma, gae_lambda=0.9)
+        with pytest.raises(ValueError, match=r"gamma must be a scalar.*lambda_returns"):
+            returns.discounted_returns(r, nv, te, tr, gamma=gamma)
+        with pytest.raises(ValueError, match=r"gamma must be a scalar.*lambda_returns"):
+            returns.vtrace(r, v, nv, te, tr, np.zeros_like(r), gamma=gamma)
+    with pytest.raises(ValueError, match=r"gamma=1.5 must lie in \[0.0, 1.0\]"):
+        returns.gae(r, v, nv, te, tr, gamma=1.5, gae_lambda=0.9)
+    with pytest.raises(ValueError, match=r"gae_lambda=-0.1 must lie in \[0.0, 1.0\]"):
+        returns.gae(r, v, nv, te, tr, gamma=0.9, gae_lambda=-0.1)
+    with pytest.raises(ValueError, match="gamma=1.5"):
+        returns.n_step_returns(r, nv, te, tr, gamma=1.5, n=2)
+    with pytest.raises(ValueError, match="gamma=-0.5"):
+        returns.td_errors(r, v, nv, te, gamma=-0.5)
+    with pytest.raises(ValueError, match="lambda_=2.0"):
+        returns.vtrace(r, v, nv, te, tr, np.zeros_like(r), gamma=0.9, lambda_=2.0)
+    with pytest.raises(ValueError, match="clip_rho_threshold=0.0"):
+        returns.vtrace(r, v, nv, te, tr, np.zeros_like(r), gamma=0.9, clip_rho_threshold=0.0)
+    with pytest.raises(TypeError, match="n must be a Python int"):
+        returns.n_step_returns(r, nv, te, tr, gamma=0.9, n=2.5)
+    # Traced hyperparameters pass unchecked and give the concrete results.
+    jitted = jax.jit(lambda g, lam: returns.gae(r, v, nv, te, tr, gamma=g, gae_lambda=lam))
+    for a, b in zip(jitted(0.9, 0.8), returns.gae(r, v, nv, te, tr, gamma=0.9, gae_lambda=0.8)):
+        _assert_close("traced/gae_jit", a, b, tol=1e-6)
+    traced = jax.jit(lambda g: _every_estimator(r, v, nv, te, tr) | {
+        "n": returns.n_step_returns(r, nv, te, tr, gamma=g, n=3)})(jnp.float32(0.9))
+    _assert_close("traced/n_step_jit", traced["n"], traced["n_step_returns"], tol=1e-6)

@@ -196,12 +196,15 @@ def critic_update(
     """
 
     def loss(critic_params):
-        return losses.critic_loss(critic.apply(critic_params, batch.obs, batch.action), target)
+        q = critic.apply(critic_params, batch.obs, batch.action)  # [K, N]
+        return losses.critic_loss(q, target, ensemble_axis=0)
 
     params, opt_state, metrics = gradient_update(loss, optimizer, params, opt_state)
-    names = ("critic_loss", "q_mean", "target_mean", "td_error_abs")
-    return params, opt_state, {**{n: metrics[n] for n in names},
-                               "critic_grad_norm": metrics["grad_norm"]}
+    # The trainer's names for the loss's metrics (metrics.csv's columns).
+    names = {"critic_loss": "critic_loss", "q_mean": "critic_q_mean",
+             "target_mean": "critic_target_mean", "td_error_abs": "critic_td_error_abs",
+             "critic_grad_norm": "grad_norm"}
+    return params, opt_state, {ours: metrics[theirs] for ours, theirs in names.items()}
 
 
 def episode_returns(metrics: dict[str, jax.Array]) -> jax.Array:

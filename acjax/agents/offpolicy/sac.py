@@ -184,10 +184,13 @@ def make_agent(config: SACConfig, spec: EnvSpec) -> Agent:
     def greedy(params: SACParams, obs):
         return actor.apply(params.actor, obs).mode()
 
+    def temperature(log_alpha, log_prob):
+        return losses.temperature_loss(log_alpha, log_prob, target_entropy=target_entropy)
+
     def actor_loss(actor_params, critic_params, obs, key, alpha):
         action, log_prob = actor.apply(actor_params, obs).sample_and_log_prob(key)
         q = critic.apply(jax.lax.stop_gradient(critic_params), obs, action)
-        loss, metrics = losses.sac_actor_loss(log_prob, q, alpha)
+        loss, metrics = losses.sac_actor_loss(log_prob, q, alpha=alpha, ensemble_axis=0)
         return loss, {**metrics, "log_prob": jax.lax.stop_gradient(log_prob)}
 
     def learn(params: SACParams, opt_state: SACOptState, batch: Transition, key, count, index,
@@ -201,7 +204,8 @@ def make_agent(config: SACConfig, spec: EnvSpec) -> Agent:
         )
         q_next = critic.apply(params.target_critic, batch.next_obs, next_action)  # [2, N]
         target = losses.sac_target(
-            batch.reward, batch.terminated, hp.gamma, q_next, next_log_prob, alpha
+            batch.reward, batch.terminated, q_next, next_log_prob, gamma=hp.gamma, alpha=alpha,
+            ensemble_axis=0,
         )
         critic_params, critic_state, critic_metrics = critic_update(
             critic, critic_opt, params.critic, opt_state.critic, batch, target
@@ -214,18 +218,17 @@ def make_agent(config: SACConfig, spec: EnvSpec) -> Agent:
         log_alpha, alpha_state = params.log_alpha, opt_state.alpha
         metrics = {
             **critic_metrics,
-            "actor_loss": actor_metrics["actor_loss"],
+            "actor_loss": actor_metrics["sac_actor_loss"],
             "actor_grad_norm": actor_metrics["grad_norm"],
-            "entropy": actor_metrics["entropy"],
+            "entropy": actor_metrics["sac_actor_neg_log_prob"],
             "alpha": alpha,
         }
         if config.autotune_alpha:
             log_alpha, alpha_state, alpha_metrics = gradient_update(
-                losses.temperature_loss, alpha_opt, params.log_alpha, opt_state.alpha,
-                log_prob, target_entropy,
+                temperature, alpha_opt, params.log_alpha, opt_state.alpha, log_prob,
             )
-            metrics["alpha_loss"] = alpha_metrics["alpha_loss"]
-        target_critic = losses.polyak_update(critic_params, params.target_critic, hp.tau)
+            metrics["alpha_loss"] = alpha_metrics["temperature_loss"]
+        target_critic = losses.polyak_update(critic_params, params.target_critic, tau=hp.tau)
         new_params = SACParams(actor_params, critic_params, target_critic, log_alpha)
         return new_params, SACOptState(actor_state, critic_state, alpha_state), metrics
 

@@ -240,7 +240,8 @@ def make_agent(config: TD3Config, spec: EnvSpec) -> Agent:
                 next_action, key, noise_std=hp.target_noise, noise_clip=hp.target_noise_clip
             )
         q_next = critic.apply(params.target_critic, batch.next_obs, next_action)  # [K, N]
-        target = losses.td3_target(batch.reward, batch.terminated, hp.gamma, q_next)
+        target = losses.td3_target(batch.reward, batch.terminated, q_next, gamma=hp.gamma,
+                                   ensemble_axis=0)
         critic_params, critic_state, critic_metrics = critic_update(
             critic, critic_opt, params.critic, opt_state.critic, batch, target
         )
@@ -251,12 +252,12 @@ def make_agent(config: TD3Config, spec: EnvSpec) -> Agent:
             actor_params, actor_state, metrics = gradient_update(
                 actor_loss, actor_opt, actor_params, actor_state, first_critic, batch.obs
             )
-            target_actor = losses.polyak_update(actor_params, target_actor, hp.tau)
-            target_critic = losses.polyak_update(critic_params, target_critic, hp.tau)
+            target_actor = losses.polyak_update(actor_params, target_actor, tau=hp.tau)
+            target_critic = losses.polyak_update(critic_params, target_critic, tau=hp.tau)
             metrics = {
-                "actor_loss": metrics["actor_loss"],
+                "actor_loss": metrics["dpg_loss"],
                 "actor_grad_norm": metrics["grad_norm"],
-                "dq_da_norm": metrics["dq_da_norm"],
+                "dq_da_norm": metrics["dpg_dq_da_norm"],
                 "q_policy_mean": metrics["q_policy_mean"],
                 "actor_updates": jnp.float32(1.0),
             }

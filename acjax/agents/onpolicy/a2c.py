@@ -18,8 +18,8 @@ __all__ = ["AGENT"]
 def _loss(config: PPOA2CConfig, hparams, batch, *, log_prob, entropy, value, advantage):
     del config
     return losses.a2c_loss(
-        log_prob, advantage, value, batch.target, entropy,
-        value_coef=hparams.vf_coef, entropy_coef=hparams.ent_coef,
+        log_probs=log_prob, advantages=advantage, values=value, targets=batch.target,
+        entropies=entropy, value_coef=hparams.vf_coef, entropy_coef=hparams.ent_coef,
     )
 
 

@@ -41,6 +41,20 @@ __all__ = [
     "make_train",
 ]
 
+TRAINER_METRICS = {
+    "pg_loss": "policy_loss",
+    "clip_loss": "policy_loss",
+    "clip_approx_kl": "approx_kl",
+    "clip_ratio_mean": "ratio_mean",
+    "value_explained_variance": "explained_variance",
+    "entropy_mean": "entropy",
+    "a2c_loss": "total_loss",
+    "ppo_loss": "total_loss",
+}
+"""The trainer's names (metrics.csv's columns) for the losses' metrics where they differ: the
+columns stay those of every earlier run; the others keep the losses' names
+(docs/library-contract.md)."""
+
 LossTerms = Callable[..., tuple[jax.Array, dict[str, jax.Array]]]
 """`(config, hparams, batch, *, log_prob, entropy, value, advantage) -> (loss, metrics)`."""
 
@@ -91,17 +105,12 @@ def compute_advantages(
     """Advantages and value targets `[T, B]` from a rollout."""
     if config.advantage == "gae":
         return returns.gae(
-            traj.reward,
-            traj.value,
-            traj.next_value,
-            traj.terminated,
-            traj.truncated,
-            hparams.gamma,
-            hparams.gae_lambda,
+            traj.reward, traj.value, traj.next_value, traj.terminated, traj.truncated,
+            gamma=hparams.gamma, gae_lambda=hparams.gae_lambda,
         )
     targets = returns.n_step_returns(
-        traj.reward, traj.next_value, traj.terminated, traj.truncated, hparams.gamma,
-        config.n_step,
+        traj.reward, traj.next_value, traj.terminated, traj.truncated,
+        gamma=hparams.gamma, n=config.n_step,
     )
     return targets - traj.value, targets
 
@@ -130,8 +139,9 @@ def make_loss(
         adv = batch.advantage
         if config.normalize_advantages and not advantages_normalized:
             adv = normalize_advantages(adv, axis_name=axis_name)
-        return agent.loss(config, hparams, batch, log_prob=log_prob, entropy=entropy,
-                          value=value, advantage=adv)
+        loss_value, metrics = agent.loss(config, hparams, batch, log_prob=log_prob,
+                                         entropy=entropy, value=value, advantage=adv)
+        return loss_value, {TRAINER_METRICS.get(k, k): v for k, v in metrics.items()}
 
     return loss
 

@@ -17,7 +17,8 @@ __all__ = ["AGENT"]
 
 def _loss(config: PPOA2CConfig, hparams, batch, *, log_prob, entropy, value, advantage):
     return losses.ppo_loss(
-        log_prob, batch.log_prob, advantage, value, batch.value, batch.target, entropy,
+        log_probs=log_prob, old_log_probs=batch.log_prob, advantages=advantage, values=value,
+        old_values=batch.value, targets=batch.target, entropies=entropy,
         clip_eps=hparams.clip_eps,
         value_coef=hparams.vf_coef,
         entropy_coef=hparams.ent_coef,
