@@ -1,16 +1,18 @@
-"""On-policy actor-critic: PPO and A2C on gymnax environments.
+"""On-policy actor-critics on gymnax environments: PPO, A2C, REINFORCE and the one-step
+actor-critic.
 
-One update is a pure function: roll out `num_envs` environments for `num_steps` steps, compute
-advantages (GAE(lambda) or n-step returns, termination and truncation kept apart), then run
-`update_epochs` x `num_minibatches` optimizer steps (PPO's clipped surrogate), or one step on the
-whole batch (A2C). `make_train(config)` returns the pure functions; `train(key)` is the whole run
+One update is a pure function: roll out `num_envs` environments for `num_steps` steps (or, with
+`whole_episodes`, each to the end of an episode), compute advantages (GAE(lambda), n-step or
+Monte-Carlo returns, termination and truncation kept apart), then run `update_epochs` x
+`num_minibatches` optimizer steps (PPO's clipped surrogate), or one step on the whole batch
+(A2C, REINFORCE, the one-step actor-critic after every env step). `make_train(config)` returns the pure functions; `train(key)` is the whole run
 as one jittable function, and `train_chunk` runs a fixed number of updates so a host loop can
 report between chunks. Run it from the shell with
 
-    python -m acjax.ppo_a2c --env CartPole-v1 [--algo a2c] [--help]
+    python -m acjax.ppo_a2c --env CartPole-v1 [--algo {ppo,a2c,reinforce,ac}] [--help]
 
-The public face of `acjax.agents.onpolicy` (the loop, the configuration, the PPO and A2C
-agents); the command line is `acjax.run.cli`'s.
+The public face of `acjax.agents.onpolicy` (the loop, the configuration, the agents); the
+command line is `acjax.run.cli`'s.
 """
 
 from __future__ import annotations

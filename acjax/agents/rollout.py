@@ -41,6 +41,9 @@ class Transition(NamedTuple):
       episode_return: `[T, B]` undiscounted raw return of the episode ending at t (valid where
         `terminated | truncated`).
       episode_length: `[T, B]` int32 length of that episode (valid where it ended).
+      next_obs: `[T, B, *obs_shape]` the true successors `s'_t` as the networks take them (the
+        final observation where the episode ended at t), or None unless the rollout was asked
+        to keep them (`keep_next_obs=True`).
     """
 
     obs: jax.Array
@@ -53,6 +56,7 @@ class Transition(NamedTuple):
     next_value: jax.Array
     episode_return: jax.Array
     episode_length: jax.Array
+    next_obs: jax.Array | None = None
 
 
 class EnvCarry(NamedTuple):
@@ -95,6 +99,7 @@ def rollout(
     scale_rewards: bool = False,
     unroll: int = 1,
     axis_name: str | None = None,
+    keep_next_obs: bool = False,
 ) -> tuple[EnvCarry, Transition]:
     """Runs the policy for `num_steps` steps in every environment of the batch.
 
@@ -112,6 +117,7 @@ def rollout(
       axis_name: mapped axis the batch of environments is split along (data parallelism):
         per-environment keys then follow the global index and the running statistics are
         shared by all shards.
+      keep_next_obs: also return the true successor observations (`Transition.next_obs`).
 
     Returns:
       `(carry, transition)` with the transition's fields `[num_steps, B, ...]`.
@@ -183,6 +189,7 @@ def rollout(
         next_value=next_value,
         episode_return=ep_ret,
         episode_length=ep_len,
+        next_obs=true_next if keep_next_obs else None,
     )
     return carry, transition
 

@@ -25,6 +25,7 @@ import importlib.machinery
 import importlib.util
 import sys
 import types
+from collections.abc import Sequence
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -96,13 +97,19 @@ def _register_lazy_module(name: str) -> None:
 
 
 def registered_envs() -> list[str]:
-    """Names accepted by `make_env`: every environment gymnax registers."""
+    """Every environment gymnax registers (`make_env` also builds acjax's own, see
+    `acjax.envs.make.ACJAX_ENVS`)."""
     return list(import_gymnax().registered_envs)
 
 
-def check_gymnax_env_name(name: str) -> None:
-    """Raise a `ValueError` naming close matches when `name` is not a gymnax environment."""
-    known = registered_envs()
+def check_gymnax_env_name(name: str, *, others: Sequence[str] = ()) -> None:
+    """Raise a `ValueError` naming close matches when `name` is not a gymnax environment.
+
+    `others`: names of further environments with gymnax's API (acjax's own) to accept too and
+    to offer among the close matches and the list of known names.
+    """
+    gymnax_names = registered_envs()
+    known = gymnax_names + [n for n in others if n not in gymnax_names]
     if name in known:
         return
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.4)
@@ -208,6 +215,7 @@ def make_gymnax_env(name: str, **kwargs) -> tuple[Any, Any]:
 
 def env_spec(env, env_params, name: str = "") -> EnvSpec:
     """Reads shapes and action-space facts from an environment (no tracing)."""
+    import_gymnax()  # with its deferred plotting modules, for environments gymnax did not build
     from gymnax.environments import spaces
 
     obs_shape = tuple(int(d) for d in env.observation_space(env_params).shape)

@@ -9,6 +9,11 @@ Two designs:
   `detach_critic=True` the value head sees the trunk's features through `stop_gradient`, so the
   critic's loss does not shape the shared representation (the "detached critic").
 
+The value head may sit on hidden layers of its own (`value_head_hidden`, shared networks) and be
+bounded, `V(s) = b tanh(head(h))` (`value_bound=b`): DA2C's detached, tanh-bounded critic. A
+network of another form enters through the same seam: `architecture="linear_quadratic"` builds
+the 1-D regulator's linear-Gaussian actor and quadratic critic (`acjax.networks.regulator`).
+
 Discrete action spaces get a categorical head over logits; continuous ones a diagonal Gaussian
 whose log-std is a free parameter (state-independent) or a second head (state-dependent).
 Hidden layers use orthogonal init with gain sqrt(2), the policy head gain 0.01 and the value
@@ -55,9 +60,11 @@ __all__ = [
     "SeparateActorCritic",
     "SharedActorCritic",
     "make_actor_critic",
+    "policy_head_apply",
 ]
 
 LogStdMode = Literal["state_independent", "state_dependent"]
+Architecture = Literal["mlp", "linear_quadratic"]
 Distribution = Categorical | DiagGaussian
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 
@@ -79,10 +86,41 @@ class NetworkConfig:
     log_std: LogStdMode | None = None
     """Continuous actions only: state_independent (default) or state_dependent log-std."""
     init_log_std: float | None = None
-    """Continuous actions only: initial log standard deviation (default 0)."""
+    """Continuous actions only: initial log standard deviation (default 0; linear_quadratic:
+    the initial log-variance is twice it)."""
+    value_head_hidden: tuple[int, ...] = ()
+    """With shared: hidden layers of the value head alone, between the trunk and its output."""
+    value_bound: float | None = None
+    """Bound the critic's output: V(s) = value_bound * tanh(head(h)) (a tanh-bounded critic)."""
+    architecture: Architecture = "mlp"
+    """mlp: the networks above; linear_quadratic: the 1-D regulator's actor mu(s) = theta1 s
+    with a learned log-variance and critic V(s) = phi1 s + phi2 s^2 (acjax.networks.regulator;
+    1-D observations and actions only)."""
 
     def validate(self, spec: EnvSpec, prefix: str = "network") -> None:
         """Raises `ValueError` naming the field, its value and the fix."""
+        if self.architecture not in ("mlp", "linear_quadratic"):
+            raise ValueError(
+                f"{prefix}.architecture={self.architecture!r} is not one of 'mlp', "
+                f"'linear_quadratic'; pass e.g. --{prefix}.architecture mlp"
+            )
+        if self.value_bound is not None and not self.value_bound > 0:
+            raise ValueError(
+                f"{prefix}.value_bound={self.value_bound!r} must be positive (the critic's "
+                f"outputs lie in [-bound, bound]); pass e.g. --{prefix}.value-bound 20 or leave "
+                "it out"
+            )
+        if self.value_head_hidden and not self.shared:
+            raise ValueError(
+                f"{prefix}.value_head_hidden={self.value_head_hidden!r} needs {prefix}.shared="
+                f"True (a separate critic takes --{prefix}.critic-hidden-sizes); add "
+                f"--{prefix}.shared or drop it"
+            )
+        if any(int(h) < 1 for h in self.value_head_hidden):
+            raise ValueError(
+                f"{prefix}.value_head_hidden={self.value_head_hidden!r} has a non-positive "
+                "width; use positive integers"
+            )
         for name in ("hidden_sizes", "critic_hidden_sizes"):
             sizes = getattr(self, name)
             if any(int(h) < 1 for h in sizes):
@@ -147,6 +185,24 @@ class HeadSpec(NamedTuple):
     init_log_std: float
 
 
+def policy_head_apply(
+    params: Params, h: jax.Array, head: HeadSpec, layer: Dense = dense
+) -> tuple[jax.Array, jax.Array | None]:
+    """`PolicyHead.__call__` on its parameter tree: logits, or `(mean, clipped log_std)`."""
+    out = dense_apply(params["Dense_0"], h, layer)
+    if head.discrete:
+        return out, None
+    if head.log_std == "state_dependent":
+        log_std = dense_apply(params["Dense_1"], h, layer)
+    else:
+        log_std = jnp.broadcast_to(params["log_std"], out.shape)
+    return out, jnp.clip(log_std, LOG_STD_MIN, LOG_STD_MAX)
+
+
+def _bounded(v: jax.Array, bound: float | None) -> jax.Array:
+    return v if bound is None else bound * jnp.tanh(v)
+
+
 class SeparateActorCritic(nn.Module):
     """Two MLPs; `__call__` returns `(dist_params, value)`."""
 
@@ -154,6 +210,7 @@ class SeparateActorCritic(nn.Module):
     critic_hidden: Sequence[int]
     activation: str
     head: HeadSpec
+    value_bound: float | None = None
 
     def setup(self):
         self.actor_trunk = MLP(self.actor_hidden, self.activation)
@@ -165,7 +222,7 @@ class SeparateActorCritic(nn.Module):
         return self.policy_head(self.actor_trunk(x))
 
     def value(self, x):
-        return self.value_head(self.critic_trunk(x))[..., 0]
+        return _bounded(self.value_head(self.critic_trunk(x))[..., 0], self.value_bound)
 
     def __call__(self, x):
         return self.policy(x), self.value(x)
@@ -178,16 +235,22 @@ class SharedActorCritic(nn.Module):
     activation: str
     head: HeadSpec
     detach_critic: bool = False
+    value_hidden: Sequence[int] = ()
+    value_bound: float | None = None
 
     def setup(self):
         self.trunk = MLP(self.hidden, self.activation)
         self.policy_head = PolicyHead(*self.head)
+        if self.value_hidden:
+            self.value_trunk = MLP(self.value_hidden, self.activation)
         self.value_head = orthogonal_dense(1, 1.0)
 
     def _value_from(self, h):
         if self.detach_critic:
             h = jax.lax.stop_gradient(h)
-        return self.value_head(h)[..., 0]
+        if self.value_hidden:
+            h = self.value_trunk(h)
+        return _bounded(self.value_head(h)[..., 0], self.value_bound)
 
     def policy(self, x):
         return self.policy_head(self.trunk(x))
@@ -223,7 +286,13 @@ def make_actor_critic(
 
     `dense` is the layer the pure functions apply (`acjax.networks.layers.dense` by default;
     `acjax.cpu.dense.dense` is a drop-in with a faster gradient on CPU); `init` is flax's.
+    `config.architecture="linear_quadratic"` returns `acjax.networks.regulator`'s networks.
     """
+    if config.architecture == "linear_quadratic":
+        from acjax.networks.regulator import make_linear_quadratic
+
+        init_log_var = 0.0 if config.init_log_std is None else 2.0 * float(config.init_log_std)
+        return make_linear_quadratic(spec, dense=dense, init_log_var=init_log_var)
     head = HeadSpec(
         discrete=spec.discrete,
         num_actions=spec.num_actions,
@@ -232,7 +301,8 @@ def make_actor_critic(
     )
     if config.shared:
         module = SharedActorCritic(
-            tuple(config.hidden_sizes), config.activation, head, config.detach_critic
+            tuple(config.hidden_sizes), config.activation, head, config.detach_critic,
+            tuple(config.value_head_hidden), config.value_bound,
         )
     else:
         module = SeparateActorCritic(
@@ -240,6 +310,7 @@ def make_actor_critic(
             tuple(config.critic_hidden_sizes or config.hidden_sizes),
             config.activation,
             head,
+            config.value_bound,
         )
     obs_ndim = len(spec.obs_shape)
 
@@ -264,19 +335,16 @@ def make_actor_critic(
     # flax's `apply` re-derives every parameter's shape from its initializer on each call,
     # which made tracing a training step slow.
     def policy_out(params, h):
-        out = dense_apply(params["policy_head"]["Dense_0"], h, dense)
-        if head.discrete:
-            return out, None
-        if head.log_std == "state_dependent":
-            log_std = dense_apply(params["policy_head"]["Dense_1"], h, dense)
-        else:
-            log_std = jnp.broadcast_to(params["policy_head"]["log_std"], out.shape)
-        return out, jnp.clip(log_std, LOG_STD_MIN, LOG_STD_MAX)
+        return policy_head_apply(params["policy_head"], h, head, dense)
+
+    value_layers = len(config.value_head_hidden) if config.shared else 0
 
     def value_out(params, h):
         if detach:
             h = jax.lax.stop_gradient(h)
-        return dense_apply(params["value_head"], h, dense)[..., 0]
+        if value_layers:
+            h = mlp_apply(params["value_trunk"], h, value_layers, act, dense)
+        return _bounded(dense_apply(params["value_head"], h, dense)[..., 0], config.value_bound)
 
     def init(key, obs):
         return module.init(key, flatten(obs))["params"]

@@ -19,13 +19,15 @@ from acjax.run.options import RunOptions
 __all__ = ["parse_args", "peek_flags", "preparse", "preparse_distributed"]
 
 
-def preparse(argv: list[str], config_cls) -> tuple[str, str | None]:
-    """`(env, algo)` as the flags give them (`algo` None when unset): they pick the preset."""
+def preparse(argv: list[str], config_cls) -> tuple[str, str | None, str | None]:
+    """`(env, algo, preset)` as the flags give them (`algo`, `preset` None when unset): they
+    pick the configuration the full parse starts from."""
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--env", default=config_cls.env)
     parser.add_argument("--algo", default=None)
+    parser.add_argument("--preset", default=None)
     known, _ = parser.parse_known_args(argv)
-    return known.env, known.algo
+    return known.env, known.algo, known.preset
 
 
 def peek_flags(argv: list[str], **flags: type) -> argparse.Namespace | None:
@@ -70,13 +72,13 @@ def parse_args(
 ):
     """Parses `argv` into `(config, RunOptions)`.
 
-    `--env` (and `--algo`) pick a preset first; every other flag then overrides a field of it,
-    and `--help` shows the chosen preset's values as defaults. `default` / `run_default`
+    `--env` (and `--algo`, `--preset`) pick a preset first; every other flag then overrides a
+    field of it, and `--help` shows the chosen preset's values as defaults. `default` / `run_default`
     replace the preset and the default options (a resumed run starts from its saved ones).
     """
     if default is None:
-        env, algo = preparse(argv, config_cls)
-        default = preset(env, algo)
+        env, algo, name = preparse(argv, config_cls)
+        default = preset(env, algo) if name is None else preset(env, algo, name)
 
     def entry(config, run):
         return config, run

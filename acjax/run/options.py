@@ -15,6 +15,9 @@ __all__ = ["RESUME_DEFAULTS", "RESUME_FIXED", "RunOptions", "check_run_options"]
 class RunOptions:
     """How to run and report (not part of the algorithm's configuration)."""
 
+    preset: str | None = None
+    """Start from a named preset instead of the environment's (python -m acjax.ppo_a2c:
+    da2c-mc, da2c-nstep); other flags still override its fields."""
     run_dir: pathlib.Path | None = None
     """Directory for config.json, metrics.csv, checkpoints/ and summary.json (default:
     runs/ENV-ALGO-seedS-TIME). An existing run directory is never overwritten."""

@@ -15,7 +15,7 @@ from typing import Any
 
 from acjax.agents.offpolicy import sac, td3
 from acjax.agents.offpolicy.presets import sac_preset, td3_preset
-from acjax.agents.onpolicy import a2c, ppo
+from acjax.agents.onpolicy import a2c, ac, ppo, reinforce
 from acjax.agents.onpolicy import loop as onpolicy
 from acjax.agents.onpolicy.config import PPOA2CConfig
 from acjax.agents.onpolicy.presets import ppo_a2c_preset
@@ -34,7 +34,8 @@ class Algorithm:
       module: the command line that trains it (`python -m MODULE`), also the public module
         that `config.json` records and `load_policy` rebuilds the trainer from.
       config_cls: its frozen configuration dataclass.
-      preset: `(env, algo) -> config`, the family's presets.
+      preset: `(env, algo, name=None) -> config`, the family's presets (`name`: a named
+        preset, `--preset`; a family without named presets raises `ValueError` for one).
       make_train: `(config, *, num_reports, axis_name, dense) -> Trainer`; `dense` is the
         networks' dense layer (None: the networks' own; ignored where a family has none to
         choose).
@@ -70,7 +71,14 @@ def _onpolicy(agent: onpolicy.OnPolicyAgent) -> Algorithm:
 
 
 def _offpolicy(name: str, module: str, family) -> Algorithm:
-    preset = sac_preset if family is sac else td3_preset
+    family_preset = sac_preset if family is sac else td3_preset
+
+    def preset(env, algo=None, preset_name=None):
+        if preset_name is not None:
+            raise ValueError(
+                f"preset={preset_name!r}: python -m {module} has no named presets; drop --preset"
+            )
+        return family_preset(env, algo)
 
     def make_train(config, *, num_reports: int = 20, axis_name=None, dense=None):
         del dense  # the off-policy networks are flax modules applied as they are
@@ -84,6 +92,8 @@ def _offpolicy(name: str, module: str, family) -> Algorithm:
 ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in (
     _onpolicy(ppo.AGENT),
     _onpolicy(a2c.AGENT),
+    _onpolicy(reinforce.AGENT),
+    _onpolicy(ac.AGENT),
     _offpolicy("sac", "acjax.sac", sac),
     _offpolicy("td3", "acjax.td3", td3),
     _offpolicy("ddpg", "acjax.td3", td3),
@@ -108,7 +118,8 @@ class CommandLine:
 
 
 COMMAND_LINES: dict[str, str] = {
-    "acjax.ppo_a2c": "On-policy actor-critic: PPO and A2C on gymnax environments.",
+    "acjax.ppo_a2c": "On-policy actor-critics on gymnax environments: PPO, A2C, REINFORCE and "
+                     "the one-step actor-critic.",
     "acjax.sac": "Soft Actor-Critic (SAC) on gymnax environments with continuous actions.",
     "acjax.td3": "TD3 and DDPG on gymnax environments with continuous actions.",
 }

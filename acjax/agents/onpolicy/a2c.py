@@ -20,6 +20,7 @@ def _loss(config: PPOA2CConfig, hparams, batch, *, log_prob, entropy, value, adv
     return losses.a2c_loss(
         log_probs=log_prob, advantages=advantage, values=value, targets=batch.target,
         entropies=entropy, value_coef=hparams.vf_coef, entropy_coef=hparams.ent_coef,
+        weights=batch.weight,
     )
 
 

@@ -9,6 +9,7 @@ hyperparameters a sweep may `vmap` over (`Hyperparams`); the others fix shapes.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Literal, NamedTuple
 
 import jax
@@ -42,8 +43,9 @@ class PPOA2CConfig:
     env: str = "CartPole-v1"
     """Any gymnax environment id, e.g. CartPole-v1, Pendulum-v1, Breakout-MinAtar."""
     algo: str = "ppo"
-    """ppo: clipped surrogate, epochs of minibatch SGD; a2c: one step per rollout (any
-    on-policy agent of acjax.run.registry)."""
+    """ppo: clipped surrogate, epochs of minibatch SGD; a2c: one step per rollout; reinforce:
+    Monte-Carlo policy gradient over whole episodes; ac: one-step actor-critic (any on-policy
+    agent of acjax.run.registry)."""
     seed: int = 0
     """Seed of the run's PRNG key."""
     total_timesteps: int = 500_000
@@ -65,10 +67,30 @@ class PPOA2CConfig:
     """Discount factor in [0, 1]."""
     gae_lambda: float = traced(0.95)
     """GAE lambda in [0, 1] (1: Monte-Carlo with bootstrap, 0: one-step TD)."""
-    advantage: Literal["gae", "nstep"] = "gae"
-    """Advantage estimator: GAE(lambda) or bootstrapped n-step returns."""
+    advantage: Literal["gae", "nstep", "mc"] = "gae"
+    """Advantage estimator: GAE(lambda), bootstrapped n-step returns, or Monte-Carlo returns
+    (mc: the whole rest of the episode; bootstraps only where an episode was truncated or the
+    rollout ends)."""
     n_step: int = 5
     """n of the n-step estimator (advantage=nstep)."""
+    whole_episodes: bool = False
+    """Roll out whole episodes: every update resets the environments and runs each to the end
+    of its first episode (num_steps must cover the episode limit); the steps after that end are
+    masked out of the loss and the statistics. An update still counts num_envs * num_steps
+    env steps."""
+    baseline: Literal["none", "mean", "value"] = "value"
+    """REINFORCE's baseline: none (plain REINFORCE; a truncated episode's return is cut there),
+    mean (a running mean of the returns), value (a learned V(s); truncation bootstraps from
+    it). Every other agent uses the learned value."""
+    baseline_decay: float = 0.9
+    """Decay of the running-mean baseline (baseline=mean): m <- decay m + (1 - decay) mean(G)."""
+    critic: Literal["v", "q"] = "v"
+    """The one-step actor-critic's critic (algo=ac): v, a state value V(s) (TD residual as the
+    advantage); q, an action value Q(s, a) with a SARSA target. Other agents use v."""
+    termination_reward: float | None = None
+    """Replace the reward of every step that terminates an episode by this value (reward
+    shaping, e.g. -10 on CartPole as in DA2C); never applied on truncation. Reported returns
+    and evaluations stay the environment's own."""
     clip_eps: float = traced(0.2)
     """PPO's probability-ratio clip range."""
     clip_value: bool = False
@@ -116,8 +138,13 @@ class PPOA2CConfig:
         options, and returns its `EnvSpec`.
         """
         check_env_name(self.env)
-        if self.advantage not in ("gae", "nstep"):
-            raise ValueError(f"advantage={self.advantage!r} is not one of 'gae', 'nstep'")
+        for name, allowed in (("advantage", ("gae", "nstep", "mc")),
+                              ("baseline", ("none", "mean", "value")), ("critic", ("v", "q"))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(
+                    f"{name}={getattr(self, name)!r} is not one of "
+                    f"{', '.join(repr(a) for a in allowed)}; pass e.g. {flag(name)} {allowed[0]}"
+                )
         if self.optimizer not in ("adam", "rmsprop"):
             raise ValueError(f"optimizer={self.optimizer!r} is not one of 'adam', 'rmsprop'")
         for name in ("total_timesteps", "num_envs", "num_steps", "update_epochs",
@@ -150,6 +177,32 @@ class PPOA2CConfig:
                 f"{self.num_steps}; each minibatch takes num_steps / num_minibatches random "
                 "steps of every environment (so results do not depend on how environments are "
                 "split over devices); choose a divisor of num_steps"
+            )
+        if self.whole_episodes and self.num_steps < spec.max_episode_steps:
+            raise ValueError(
+                f"num_steps={self.num_steps} is shorter than {self.env}'s episode limit "
+                f"({spec.max_episode_steps} steps), so whole_episodes=True cannot run every "
+                f"episode to its end; pass --num-steps {spec.max_episode_steps}"
+            )
+        if self.baseline != "value" and self.algo != "reinforce":
+            raise ValueError(
+                f"baseline={self.baseline!r} is REINFORCE's option; algo={self.algo!r} learns a "
+                "value baseline; drop --baseline or use --algo reinforce"
+            )
+        if self.critic != "v" and self.algo != "ac":
+            raise ValueError(
+                f"critic={self.critic!r} is the one-step actor-critic's option; algo="
+                f"{self.algo!r} learns V(s); drop --critic or use --algo ac"
+            )
+        if not 0.0 <= self.baseline_decay < 1.0:
+            raise ValueError(
+                f"baseline_decay={self.baseline_decay} must lie in [0, 1); pass e.g. "
+                "--baseline-decay 0.9"
+            )
+        if self.termination_reward is not None and not math.isfinite(self.termination_reward):
+            raise ValueError(
+                f"termination_reward={self.termination_reward} must be a finite number; pass "
+                "e.g. --termination-reward -10 or leave it out"
             )
         if self.advantage == "nstep" and self.n_step < 1:
             raise ValueError(f"n_step={self.n_step} must be >= 1 for advantage='nstep'")
@@ -187,6 +240,7 @@ class TrainState(NamedTuple):
       env: environment states, current observations, normaliser statistics.
       key: PRNG key (raw `uint32[2]`).
       update_step: `[]` int32, updates done so far.
+      agent_state: the agent's own state (`()`, no leaves, for most).
     """
 
     params: Any
@@ -194,10 +248,15 @@ class TrainState(NamedTuple):
     env: EnvCarry
     key: jax.Array
     update_step: jax.Array
+    agent_state: Any = ()
 
 
 class Batch(NamedTuple):
-    """A rollout ready for SGD, every field `[T, B, ...]` (a minibatch: `[T / M * B, ...]`)."""
+    """A rollout ready for SGD, every field `[T, B, ...]` (a minibatch: `[T / M * B, ...]`).
+
+    `weight` is None (every step counts) or `[T, B]` float32: 1 for the steps of the episodes a
+    whole-episode rollout keeps, 0 for the steps after them (the losses weight by it).
+    """
 
     obs: jax.Array
     action: jax.Array
@@ -205,3 +264,4 @@ class Batch(NamedTuple):
     value: jax.Array
     advantage: jax.Array
     target: jax.Array
+    weight: jax.Array | None = None

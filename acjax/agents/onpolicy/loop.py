@@ -8,8 +8,17 @@ as one jittable function, and `train_chunk` runs a fixed number of updates so a 
 report between chunks.
 
 An agent (`OnPolicyAgent`) supplies what differs: its loss on a minibatch, its checks of the
-configuration, and optionally its own advantage estimator. PPO (`acjax.agents.onpolicy.ppo`)
-and A2C (`.a2c`) are two such agents.
+configuration, and optionally its own advantage estimator (with state of its own carried from
+update to update), its own networks and its own critic evaluation. PPO
+(`acjax.agents.onpolicy.ppo`), A2C (`.a2c`), REINFORCE (`.reinforce`) and the one-step
+actor-critic (`.ac`) are such agents.
+
+With `config.whole_episodes`, every update resets the environments and rolls each out to the
+end of its first episode; `Batch.weight` masks the steps after it out of the loss, the
+advantage statistics and the episode counts (episodes of different lengths share one batch
+without padding entering the gradient). With `config.termination_reward`, the rollout's
+environment replaces the reward of terminating steps (`acjax.envs.shaping.TerminationReward`);
+evaluation and the reported returns use the environment's own rewards.
 """
 
 from __future__ import annotations
@@ -28,13 +37,16 @@ from acjax.agents.onpolicy.config import Batch, Hyperparams, PPOA2CConfig, Train
 from acjax.agents.rollout import EnvCarry, Transition, reset_envs, rollout
 from acjax.core import collectives, returns
 from acjax.core.losses import normalize_advantages
-from acjax.envs import make_env, normalize, reward_scale_init, running_mean_std_init
+from acjax.envs import EnvSpec, make_env, normalize, reward_scale_init, running_mean_std_init
+from acjax.envs.shaping import TerminationReward
 from acjax.networks import ActorCritic, Dense, make_actor_critic
 from acjax.networks import dense as plain_dense
 
 __all__ = [
     "OnPolicyAgent",
+    "UpdateInputs",
     "compute_advantages",
+    "episode_mask",
     "episode_returns",
     "make_loss",
     "make_optimizer",
@@ -59,6 +71,27 @@ LossTerms = Callable[..., tuple[jax.Array, dict[str, jax.Array]]]
 """`(config, hparams, batch, *, log_prob, entropy, value, advantage) -> (loss, metrics)`."""
 
 
+class UpdateInputs(NamedTuple):
+    """What an agent's advantage estimator may read besides the rollout.
+
+    Attributes:
+      network: the agent's network functions.
+      params: the parameters the rollout was collected with.
+      key: a PRNG key of this update (for estimators that sample, e.g. a SARSA next action).
+      agent_state: the agent's state carried from the previous update.
+      weight: `[T, B]` float32 step mask of a whole-episode rollout, or None.
+      axis_name: the mapped axis the environments are split along (None: not split); batch
+        statistics must be reduced over it.
+    """
+
+    network: object
+    params: object
+    key: jax.Array
+    agent_state: object
+    weight: jax.Array | None
+    axis_name: str | None = None
+
+
 class OnPolicyAgent(NamedTuple):
     """What an on-policy algorithm adds to the shared loop.
 
@@ -66,18 +99,30 @@ class OnPolicyAgent(NamedTuple):
       name: the algorithm's name (`PPOA2CConfig.algo`).
       loss: `(config, hparams, batch: Batch, *, log_prob, entropy, value, advantage) ->
         (loss, metrics)`: the loss of one minibatch, given the current policy's
-        `log_prob[N]` of the batch's actions, its `entropy[N]`, the current `value[N]` and the
-        (standardised, when `config.normalize_advantages`) `advantage[N]`.
+        `log_prob[N]` of the batch's actions, its `entropy[N]`, the critic's current
+        `value[N]` (`critic`'s) and the (standardised, when `config.normalize_advantages`)
+        `advantage[N]`; `batch.weight` (None or `[N]`) weights the samples.
       validate: `(config) -> None`; raises `ValueError` naming the field, its value and the
         fix for settings the agent cannot use.
-      advantages: `(config, hparams, traj: Transition[T, B]) -> (advantages[T, B],
-        targets[T, B])`; None: `compute_advantages` (GAE or n-step returns per `config`).
+      advantages: `(config, hparams, traj: Transition[T, B], inputs: UpdateInputs) ->
+        (advantages[T, B], targets[T, B], agent_state)`; None: `compute_advantages` (GAE,
+        n-step or Monte-Carlo returns per `config`), state unchanged.
+      init_state: `(config) -> agent_state`, the agent's own state (default `()`).
+      make_network: `(spec, config, dense) -> network`; None: `make_actor_critic(spec,
+        config.network, dense=dense)`. The network has at least `init`, `policy`, `value`.
+      critic: `(config, network, params, batch) -> (dist, value)`, the current policy and the
+        critic's output the loss regresses; None: `network.policy_and_value(params, obs)`.
+      needs_next_obs: the rollout keeps the true successor observations (`Transition.next_obs`).
     """
 
     name: str
     loss: LossTerms
     validate: Callable[[PPOA2CConfig], None] = lambda config: None
-    advantages: Callable[..., tuple[jax.Array, jax.Array]] | None = None
+    advantages: Callable[..., tuple[jax.Array, jax.Array, object]] | None = None
+    init_state: Callable[[PPOA2CConfig], object] = lambda config: ()
+    make_network: Callable[[EnvSpec, PPOA2CConfig, Dense], object] | None = None
+    critic: Callable[..., tuple[object, jax.Array]] | None = None
+    needs_next_obs: bool = False
 
 
 def make_optimizer(
@@ -102,7 +147,12 @@ def make_optimizer(
 def compute_advantages(
     config: PPOA2CConfig, hparams: Hyperparams, traj: Transition
 ) -> tuple[jax.Array, jax.Array]:
-    """Advantages and value targets `[T, B]` from a rollout."""
+    """Advantages and value targets `[T, B]` from a rollout (GAE, n-step or Monte-Carlo)."""
+    if config.advantage == "mc":
+        targets = returns.discounted_returns(
+            traj.reward, traj.next_value, traj.terminated, traj.truncated, gamma=hparams.gamma
+        )
+        return targets - traj.value, targets
     if config.advantage == "gae":
         return returns.gae(
             traj.reward, traj.value, traj.next_value, traj.terminated, traj.truncated,
@@ -133,12 +183,15 @@ def make_loss(
     """
 
     def loss(params, batch: Batch, hparams: Hyperparams):
-        dist, value = network.policy_and_value(params, batch.obs)
+        if agent.critic is None:
+            dist, value = network.policy_and_value(params, batch.obs)
+        else:
+            dist, value = agent.critic(config, network, params, batch)
         log_prob = dist.log_prob(batch.action)
         entropy = dist.entropy()
         adv = batch.advantage
         if config.normalize_advantages and not advantages_normalized:
-            adv = normalize_advantages(adv, axis_name=axis_name)
+            adv = normalize_advantages(adv, weights=batch.weight, axis_name=axis_name)
         loss_value, metrics = agent.loss(config, hparams, batch, log_prob=log_prob,
                                          entropy=entropy, value=value, advantage=adv)
         return loss_value, {TRAINER_METRICS.get(k, k): v for k, v in metrics.items()}
@@ -173,7 +226,13 @@ def make_train(
     spec = config.validate()
     agent.validate(config)
     env, env_params = make_env(config.env)
-    network = make_actor_critic(spec, config.network, dense=dense or plain_dense)
+    train_env = env
+    if config.termination_reward is not None:
+        train_env = TerminationReward(env, config.termination_reward)
+    if agent.make_network is None:
+        network = make_actor_critic(spec, config.network, dense=dense or plain_dense)
+    else:
+        network = agent.make_network(spec, config, dense or plain_dense)
     loss_fn = make_loss(config, agent, network, axis_name, advantages_normalized=True)
     updates_per_chunk = chunk_size(config.num_updates, num_reports)
     t, m = config.num_steps, config.num_minibatches
@@ -198,22 +257,41 @@ def make_train(
             running_mean_std_init(spec.obs_shape),
             reward_scale_init(obs.shape[0]),
         )
-        return TrainState(params, opt_state, carry, key, jnp.int32(0))
+        return TrainState(params, opt_state, carry, key, jnp.int32(0), agent.init_state(config))
 
     def update(state: TrainState, hparams: Hyperparams | None = None):
         hparams = hp_or_default(hparams)
         optimizer = make_optimizer(config, hparams)
         key, rollout_key, sgd_key = jax.random.split(state.key, 3)
+        env_carry = state.env
+        if config.whole_episodes:
+            # Fresh episodes every update; the reset and the estimator's keys come from the
+            # rollout's, so the state's key is split as in every other update.
+            rollout_key, reset_key, adv_key = jax.random.split(rollout_key, 3)
+            obs, env_state = reset_envs(train_env, env_params, reset_key, config.num_envs,
+                                        axis_name)
+            env_carry = env_carry._replace(env_state=env_state, obs=obs)
+        else:
+            adv_key = jax.random.fold_in(rollout_key, 1)
         carry, traj = rollout(
-            network, state.params, env, env_params, state.env, rollout_key,
+            network, state.params, train_env, env_params, env_carry, rollout_key,
             num_steps=config.num_steps,
             gamma=hparams.gamma,
             normalize_observations=config.normalize_observations,
             scale_rewards=config.scale_rewards,
             axis_name=axis_name,
+            keep_next_obs=agent.needs_next_obs,
         )
-        advantages, targets = (agent.advantages or compute_advantages)(config, hparams, traj)
-        batch = Batch(traj.obs, traj.action, traj.log_prob, traj.value, advantages, targets)
+        weight = episode_mask(traj.terminated, traj.truncated) if config.whole_episodes else None
+        if agent.advantages is None:
+            advantages, targets = compute_advantages(config, hparams, traj)
+            agent_state = state.agent_state
+        else:
+            inputs = UpdateInputs(network, state.params, adv_key, state.agent_state, weight,
+                                  axis_name)
+            advantages, targets, agent_state = agent.advantages(config, hparams, traj, inputs)
+        batch = Batch(traj.obs, traj.action, traj.log_prob, traj.value, advantages, targets,
+                      weight)
 
         metric_names: list[str] = []
 
@@ -244,8 +322,9 @@ def make_train(
                 # would do, for the whole epoch at once: with the data split over devices,
                 # that is one exchange of statistics per epoch, not two inside every step.
                 minibatches = minibatches._replace(advantage=jax.vmap(
-                    lambda a: normalize_advantages(a, axis_name=axis_name)
-                )(minibatches.advantage))
+                    lambda a, w: normalize_advantages(a, weights=w, axis_name=axis_name),
+                    in_axes=(0, None if minibatches.weight is None else 0),
+                )(minibatches.advantage, minibatches.weight))
             return jax.lax.scan(sgd_step, opt, minibatches)
 
         orders = None
@@ -262,6 +341,8 @@ def make_train(
             epoch, (state.params, state.opt_state), orders, length=config.update_epochs
         )
         done = jnp.logical_or(traj.terminated, traj.truncated)
+        if weight is not None:
+            done = jnp.logical_and(done, weight > 0)
         metrics = dict(zip(metric_names, jnp.mean(sgd_metrics, axis=(0, 1)), strict=True))
         metrics.update(
             collectives.total(
@@ -275,11 +356,12 @@ def make_train(
                 axis_name,
             ),
             **collectives.mean(
-                {"advantage_mean": jnp.mean(advantages), "value_mean": jnp.mean(traj.value)},
+                {"advantage_mean": _mean(advantages, weight), "value_mean": _mean(traj.value,
+                                                                                 weight)},
                 axis_name,
             ),
         )
-        new_state = TrainState(params, opt_state, carry, key, state.update_step + 1)
+        new_state = TrainState(params, opt_state, carry, key, state.update_step + 1, agent_state)
         return new_state, metrics
 
     def run_updates(state, hparams, length):
@@ -305,6 +387,21 @@ def make_train(
     return Trainer(
         config, spec, network, init, update, train_chunk, train, evaluate, act, updates_per_chunk
     )
+
+
+def _mean(x: jax.Array, weight: jax.Array | None) -> jax.Array:
+    if weight is None:
+        return jnp.mean(x)
+    return jnp.sum(x * weight) / jnp.maximum(jnp.sum(weight), 1.0)
+
+
+def episode_mask(terminated: jax.Array, truncated: jax.Array) -> jax.Array:
+    """`[T, B]` float32: 1 up to and including the step where each environment's first episode
+    of the rollout ends, 0 after it (the steps of the next episode, which a whole-episode
+    rollout does not finish)."""
+    done = jnp.logical_or(terminated, truncated).astype(jnp.int32)
+    ended_before = jnp.cumsum(done, axis=0) - done
+    return (ended_before == 0).astype(jnp.float32)
 
 
 def episode_returns(metrics: dict[str, jax.Array]) -> jax.Array:

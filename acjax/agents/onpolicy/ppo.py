@@ -23,6 +23,7 @@ def _loss(config: PPOA2CConfig, hparams, batch, *, log_prob, entropy, value, adv
         value_coef=hparams.vf_coef,
         entropy_coef=hparams.ent_coef,
         value_clip_eps=hparams.value_clip_eps if config.clip_value else None,
+        weights=batch.weight,
     )
 
 

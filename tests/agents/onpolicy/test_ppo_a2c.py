@@ -272,5 +272,5 @@ def test_a_new_agent_is_an_on_policy_agent_in_the_shared_loop():
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     with pytest.raises(ValueError, match="vpg trains with adam"):
         make_onpolicy_train(dataclasses.replace(config, algo="vpg", optimizer="rmsprop"), vpg)
-    with pytest.raises(ValueError, match=r"algo='vpg' is not one of 'a2c', 'ppo'"):
+    with pytest.raises(ValueError, match=r"algo='vpg' is not one of 'a2c', 'ac', 'ppo', 'reinforce'"):
         make_train(dataclasses.replace(config, algo="vpg"))  # not in the registry
