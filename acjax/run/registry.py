@@ -13,6 +13,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
+from acjax.agents.impala.config import ImpalaConfig
 from acjax.agents.offpolicy import sac, td3
 from acjax.agents.offpolicy.presets import sac_preset, td3_preset
 from acjax.agents.onpolicy import a2c, ac, ppo, reinforce
@@ -163,4 +164,6 @@ def public_module(config_cls: type) -> str:
     for a in ALGORITHMS.values():
         if a.config_cls is config_cls:
             return a.module
+    if config_cls is ImpalaConfig:  # the actor-learner's own command line (acjax.run.actor_learner)
+        return "acjax.impala"
     return config_cls.__module__
