@@ -36,6 +36,14 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 jax.config.update("jax_default_matmul_precision", "highest")
 
 
+@pytest.fixture(autouse=True)
+def _restore_xla_flags(monkeypatch):
+    """Restores XLA_FLAGS after every test: a command line's `main()` run in this process sets
+    the CPU device count there (for the backend it would start), which must not reach the
+    subprocesses of later tests."""
+    monkeypatch.setenv("XLA_FLAGS", os.environ.get("XLA_FLAGS", ""))
+
+
 def _interrupted(args, *, env, cwd, signals, timeout=300):
     """Starts `python -m ...args`, sends `signals` (one or two) once the first report line
     appears, and returns `(returncode, stdout, stderr, seconds from the first signal to exit)`."""

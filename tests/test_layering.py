@@ -89,7 +89,8 @@ def _package_to_own_submodule(a: str, b: str) -> bool:
 def test_the_layer_walk_sees_the_whole_package():
     assert {"acjax.core.returns", "acjax.envs.gymnax", "acjax.networks.actor_critic",
             "acjax.agents.onpolicy.loop", "acjax.run.cli", "acjax.cpu.backend",
-            "acjax.ppo_a2c"} <= set(MODULES)
+            "acjax.ppo_a2c", "acjax.agents.alphazero.loop", "acjax.core.search_losses",
+            "acjax.networks.policy_value", "acjax.alphazero"} <= set(MODULES)
     assert "acjax.core.losses" in GRAPH["acjax.agents.onpolicy.loop"]
     assert "acjax.agents.onpolicy.ppo" in GRAPH["acjax.run.registry"]
 
@@ -125,7 +126,7 @@ def test_the_library_faces_import_only_the_core_and_acjax_imports_nothing():
         assert GRAPH[face] and all(_layer(t) == "core" for t in GRAPH[face]), (face, GRAPH[face])
     assert GRAPH["acjax"] == set()
     # Faces of the trainers reach the command line only inside their functions.
-    for face in ("acjax.ppo_a2c", "acjax.sac", "acjax.td3"):
+    for face in ("acjax.ppo_a2c", "acjax.sac", "acjax.td3", "acjax.impala", "acjax.alphazero"):
         top = ast.parse(MODULES[face].read_text()).body
         imported = {n.module for n in top if isinstance(n, ast.ImportFrom)}
         assert not any(m.startswith(("acjax.run", "acjax.cpu")) for m in imported), face
@@ -156,7 +157,8 @@ print(json.dumps({"flags": [before[0], after[0]], "hlo_same": before[1] == after
 @pytest.mark.parametrize("modules", [
     ["acjax"],
     ["acjax.losses", "acjax.returns", "acjax.distributions", "acjax.networks"],
-    ["acjax.replay", "acjax.config", "acjax.envs", "acjax.ppo_a2c", "acjax.sac", "acjax.td3"],
+    ["acjax.replay", "acjax.config", "acjax.envs", "acjax.ppo_a2c", "acjax.sac", "acjax.td3",
+     "acjax.impala", "acjax.alphazero"],
 ], ids=["acjax", "library", "faces"])
 def test_importing_acjax_changes_nothing_in_the_importers_jax(modules):
     import os

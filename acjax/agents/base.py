@@ -33,6 +33,8 @@ class Trainer(NamedTuple):
       evaluate: `(state, key, num_episodes) -> (returns[E], lengths[E])`, greedy policy.
       act: `(state, obs, key, deterministic) -> action`, the policy as the env sees it.
       updates_per_chunk: static chunk length.
+      report: `(state, key) -> {name: scalar}`, further evaluation the command line adds to
+        `summary.json` after training (AlphaZero's matches), or None.
 
     `metrics` always hold `episode_return_sum`, `episode_length_sum` and `episode_count` (the
     episodes that ended in each update), which the host loop reports.
@@ -48,3 +50,4 @@ class Trainer(NamedTuple):
     evaluate: Callable[..., tuple[jax.Array, jax.Array]]
     act: Callable[..., jax.Array]
     updates_per_chunk: int
+    report: Callable[..., dict[str, jax.Array]] | None = None

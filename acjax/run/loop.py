@@ -245,6 +245,14 @@ def train_and_report(
     per_agent = np.mean(eval_returns, axis=1)
     eval_seconds = time.perf_counter() - t_eval
     params = jax.device_get(runner.agent_state(state).params)
+    report = None
+    if getattr(runner.trainer, "report", None) is not None:  # e.g. AlphaZero's matches
+        t_report = time.perf_counter()
+        extra = interrupt.wait(jax.jit(jax.vmap(runner.trainer.report)),
+                               runner.agent_state(state), eval_keys)
+        report = {k: [json_float(float(x)) for x in np.asarray(v)]
+                  for k, v in sorted(jax.device_get(extra).items())}
+        eval_seconds += time.perf_counter() - t_report
     checkpointer.close()  # waits for the final checkpoint
     wall_seconds = wall_before + time.perf_counter() - start
     train_seconds = progress.train_seconds
@@ -282,6 +290,8 @@ def train_and_report(
         "device_split": layout.split,
         "run_dir": str(run_dir),
     }
+    if report is not None:
+        summary["report"] = report
     curves = progress.curves
     by_setting = per_agent.reshape(num_settings, num_seeds)
     labels = sweep.setting_labels(configs, sweep_fields)
@@ -318,6 +328,10 @@ def train_and_report(
         + best,
         soft_wrap=True,
     )
+    if report is not None:
+        console.print("report (per agent): " + "; ".join(
+            f"{k} {', '.join(f'{x:g}' for x in v)}" for k, v in report.items()),
+            soft_wrap=True, highlight=False)
     return summary
 
 

@@ -90,6 +90,21 @@ def _offpolicy(name: str, module: str, family) -> Algorithm:
                      sizing.offpolicy_step_flops)
 
 
+def _alphazero() -> Algorithm:
+    from acjax.agents.alphazero import loop as alphazero
+    from acjax.agents.alphazero.config import AlphaZeroConfig
+    from acjax.agents.alphazero.presets import alphazero_preset
+
+    def make_train(config, *, num_reports: int = 20, axis_name=None, dense=None):
+        return alphazero.make_train(config, num_reports=num_reports, axis_name=axis_name,
+                                    dense=dense)
+
+    # A searched move costs num_simulations network evaluations: never "small" for the
+    # one-thread rule (acjax.cpu.host.configure_threads).
+    return Algorithm("alphazero", "acjax.alphazero", AlphaZeroConfig, alphazero_preset,
+                     make_train, lambda c: c.validate(), lambda c: 10**12)
+
+
 ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in (
     _onpolicy(ppo.AGENT),
     _onpolicy(a2c.AGENT),
@@ -98,6 +113,7 @@ ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in (
     _offpolicy("sac", "acjax.sac", sac),
     _offpolicy("td3", "acjax.td3", td3),
     _offpolicy("ddpg", "acjax.td3", td3),
+    _alphazero(),
 )}
 
 
@@ -123,6 +139,8 @@ COMMAND_LINES: dict[str, str] = {
                      "the one-step actor-critic.",
     "acjax.sac": "Soft Actor-Critic (SAC) on gymnax environments with continuous actions.",
     "acjax.td3": "TD3 and DDPG on gymnax environments with continuous actions.",
+    "acjax.alphazero": "AlphaZero: search-guided self-play on pgx board games, and search with "
+                       "the environment as its own model on gymnax (needs acjax[search]).",
 }
 """Each command line's module and the description its `--help` starts with."""
 

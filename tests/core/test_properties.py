@@ -247,7 +247,31 @@ def _case_targets():
     ]
 
 
-CASES = {c.name: c for c in (*_case_estimators(), *_case_losses(), *_case_targets())}
+def _case_search():
+    def visits(draw, shape, dtype):
+        return ({"visit_counts": jnp.round(_floats(draw, (*shape, 3), dtype, 0, 8)),
+                 "legal_actions": _flags(draw, (*shape, 3), p=0.8)},
+                {"temperature": _unit(draw, 0.0, 2.0)})
+
+    def alphazero(draw, shape, dtype):
+        target = jax.nn.softmax(_floats(draw, (*shape, 3), jnp.float32), axis=-1)
+        return ({"policy_logits": _floats(draw, (*shape, 3), dtype),
+                 "values": _floats(draw, shape, dtype, -1, 1),
+                 "target_policies": target.astype(dtype),
+                 "target_values": _floats(draw, shape, dtype, -1, 1)},
+                {"value_coef": _unit(draw)})
+
+    return [
+        Case("visit_count_policy", losses.visit_count_policy, visits, main=("visit_counts",),
+             trailing={"visit_counts": 1, "legal_actions": 1}),
+        Case("alphazero_loss", losses.alphazero_loss, alphazero, loss=True,
+             main=("policy_logits", "values", "target_policies", "target_values"),
+             trailing={"policy_logits": 1, "target_policies": 1}),
+    ]
+
+
+CASES = {c.name: c for c in (*_case_estimators(), *_case_losses(), *_case_targets(),
+                             *_case_search())}
 ESTIMATORS = {c.name for c in _case_estimators()}
 
 
