@@ -97,6 +97,10 @@ class AlphaZeroConfig:
     """Weight of the value loss (z - v)^2."""
     weight_decay: float = traced(1e-4)
     """L2 penalty (decoupled weight decay, AdamW)."""
+    value_target_mix: float = traced(0.0)
+    """Weight m of the search's root value q in the value target (1 - m) z + m q (0:
+    AlphaZero's outcome z alone; the average of z and q lowers the noise of z that
+    exploratory moves late in a game bring)."""
     max_grad_norm: float = 1.0
     """Clip gradients to this global norm."""
     hidden_sizes: tuple[int, ...] = (128, 128)
@@ -175,6 +179,9 @@ class AlphaZeroConfig:
         check_positive("dirichlet_alpha", self.dirichlet_alpha, "e.g. --dirichlet-alpha 0.3")
         check_nonnegative("value_coef", self.value_coef)
         check_nonnegative("weight_decay", self.weight_decay)
+        if not 0.0 <= self.value_target_mix <= 1.0:
+            raise ValueError(f"value_target_mix={self.value_target_mix} must lie in [0, 1]; "
+                             "pass e.g. --value-target-mix 0.5")
         if not 0.0 <= self.dirichlet_fraction <= 1.0:
             raise ValueError(f"dirichlet_fraction={self.dirichlet_fraction} must lie in [0, 1]; "
                              "pass e.g. --dirichlet-fraction 0.25")
@@ -200,6 +207,7 @@ class Hyperparams(NamedTuple):
     learning_rate: jax.Array
     value_coef: jax.Array
     weight_decay: jax.Array
+    value_target_mix: jax.Array
 
 
 if set(traced_fields(AlphaZeroConfig)) != set(Hyperparams._fields):  # pragma: no cover

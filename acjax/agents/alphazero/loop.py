@@ -8,8 +8,10 @@ One update is a pure function:
    then the most visited move). gymnax: `num_steps` searched steps of `num_envs` environments
    that carry on across updates (auto-reset, the time limit a truncation).
 2. **Targets.** The policy target is that visit policy. The value target is the game's
-   outcome for the player to move (+1, 0, -1); for gymnax the n-step return bootstrapped from
-   the network's value of the true successor (at a truncation too), none after a termination.
+   outcome z for the player to move (+1, 0, -1); for gymnax the n-step return bootstrapped
+   from the network's value of the true successor (at a truncation too), none after a
+   termination. With `value_target_mix` m > 0 it is (1 - m) z + m q, q the search's value of
+   the position.
 3. **Learn.** The positions go into the replay (`acjax.core.replay`, finished games' moves
    weighted 1, the idle slots after a game's end 0); `gradient_steps` minibatches of
    `alphazero_loss` (cross-entropy + value_coef (z - v)²) with AdamW's weight decay as the L2,
@@ -60,17 +62,24 @@ MATCH_GAMES = 100
 
 class Position(NamedTuple):
     """A position to learn from: observation, legal actions, the search's policy, the value
-    target and the weight (0: an idle slot after a game ended)."""
+    target z, the search's root value q and the weight (0: an idle slot after a game
+    ended)."""
 
     obs: jax.Array
     legal: jax.Array
     policy: jax.Array
     value: jax.Array
+    root_value: jax.Array
     weight: jax.Array
 
 
 def _flat(x: jax.Array) -> jax.Array:
     return x.reshape((-1,) + x.shape[2:])
+
+
+def _root_value(out) -> jax.Array:
+    """The search's value of its root `[B]` (for the player to move), float32."""
+    return jax.lax.stop_gradient(out.search_tree.summary().value).astype(jnp.float32)
 
 
 def make_train(config: AlphaZeroConfig, *, num_reports: int = 20, axis_name=None,
@@ -86,7 +95,8 @@ def make_train(config: AlphaZeroConfig, *, num_reports: int = 20, axis_name=None
     num_envs, num_steps, num_actions = config.num_envs, config.moves_per_update, spec.num_actions
     buffer = make_replay_buffer(config.replay_capacity)
     example = Position(jnp.zeros(spec.obs_shape, jnp.float32), jnp.ones(num_actions, bool),
-                       jnp.zeros(num_actions, jnp.float32), jnp.float32(0), jnp.float32(0))
+                       jnp.zeros(num_actions, jnp.float32), jnp.float32(0), jnp.float32(0),
+                       jnp.float32(0))
     eval_sims = config.eval_simulations or config.num_simulations
     updates_per_chunk = chunk_size(config.num_updates, num_reports)
 
@@ -140,11 +150,11 @@ def make_train(config: AlphaZeroConfig, *, num_reports: int = 20, axis_name=None
                                     jnp.full(num_envs, t))
             live = ~(state.terminated | state.truncated)
             record = (state.observation.astype(jnp.float32), state.legal_action_mask, target,
-                      state.current_player, live)
+                      _root_value(out), state.current_player, live)
             state = jax.vmap(game.step)(state, action)
             return state, (*record, state.rewards)
 
-        state, (obs, legal, target, player, live, rewards) = jax.lax.scan(
+        state, (obs, legal, target, q, player, live, rewards) = jax.lax.scan(
             step, state, (jnp.arange(num_steps), jax.random.split(play_key, num_steps)))
         outcome = jnp.sum(rewards, axis=0)  # [B, 2]: each player's result
         z = jnp.take_along_axis(jnp.broadcast_to(outcome, (num_steps,) + outcome.shape),
@@ -152,7 +162,8 @@ def make_train(config: AlphaZeroConfig, *, num_reports: int = 20, axis_name=None
         finished = state.terminated | state.truncated
         # Moves of games that ended; a game cut by num_steps has no outcome to learn.
         weight = (live & finished[None, :]).astype(jnp.float32)
-        positions = Position(_flat(obs), _flat(legal), _flat(target), _flat(z), _flat(weight))
+        positions = Position(_flat(obs), _flat(legal), _flat(target), _flat(z), _flat(q),
+                             _flat(weight))
         stats = {
             # For self-play, a game's "return" is 1 when it was decided and 0 for a draw.
             "episode_return_sum": jnp.sum(jnp.where(finished, jnp.abs(outcome[:, 0]), 0.0)),
@@ -179,12 +190,12 @@ def make_train(config: AlphaZeroConfig, *, num_reports: int = 20, axis_name=None
             next_obs, env_state, reward, term, trunc, info = jax.vmap(
                 env.step, in_axes=(0, 0, 0, None))(jax.random.split(k_env, num_envs), env_state,
                                                    action, env_params)
-            out = (obs, target, reward.astype(jnp.float32), term, trunc,
+            out = (obs, target, _root_value(out), reward.astype(jnp.float32), term, trunc,
                    info["final_observation"].astype(jnp.float32), info["episode_return"],
                    info["episode_length"])
             return (env_state, next_obs.astype(jnp.float32)), out
 
-        carry, (obs, target, reward, term, trunc, final, ep_ret, ep_len) = jax.lax.scan(
+        carry, (obs, target, q, reward, term, trunc, final, ep_ret, ep_len) = jax.lax.scan(
             step, (env_state, obs), jax.random.split(key, num_steps))
         _, next_values = apply(params, _flat(final))
         next_values = jax.lax.stop_gradient(next_values.reshape(num_steps, num_envs))
@@ -192,7 +203,8 @@ def make_train(config: AlphaZeroConfig, *, num_reports: int = 20, axis_name=None
                                    n=config.n_step)
         ones = jnp.ones_like(reward)
         legal = jnp.ones(target.shape, bool)
-        positions = Position(_flat(obs), _flat(legal), _flat(target), _flat(z), _flat(ones))
+        positions = Position(_flat(obs), _flat(legal), _flat(target), _flat(z), _flat(q),
+                             _flat(ones))
         done = (term | trunc).astype(jnp.float32)
         stats = {"episode_return_sum": jnp.sum(ep_ret * done),
                  "episode_length_sum": jnp.sum(ep_len * done).astype(jnp.float32),
@@ -229,8 +241,10 @@ def make_train(config: AlphaZeroConfig, *, num_reports: int = 20, axis_name=None
 
         def loss_fn(params, batch: Position):
             logits, values = apply(params, batch.obs)
+            mix = hp.value_target_mix
+            target_values = (1.0 - mix) * batch.value + mix * batch.root_value
             return alphazero_loss(policy_logits=logits, values=values,
-                                  target_policies=batch.policy, target_values=batch.value,
+                                  target_policies=batch.policy, target_values=target_values,
                                   legal_actions=batch.legal, value_coef=hp.value_coef,
                                   weights=batch.weight)
 

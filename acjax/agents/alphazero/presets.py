@@ -25,11 +25,14 @@ PRESETS: dict[str, dict] = {
                         dirichlet_fraction=0.5,
                         gradient_steps=32, batch_size=256, replay_capacity=20_000,
                         learning_rate=1e-3),
+    # Three 512-wide layers: two of 256 stayed at 60-66% wins against the one-ply lookahead
+    # however long they trained. Evaluating with 128 simulations per move rather than 64 added
+    # 3-9 points against it.
     "connect_four": dict(total_timesteps=128 * 42 * 300, num_envs=128, num_simulations=32,
-                         eval_simulations=64, dirichlet_alpha=1.0,
+                         eval_simulations=128, dirichlet_alpha=1.0,
                          temperature_moves=10, gradient_steps=16, batch_size=512,
                          replay_capacity=100_000, learning_rate=1e-3,
-                         hidden_sizes=(256, 256)),
+                         hidden_sizes=(512, 512, 512)),
     "CartPole-v1": dict(total_timesteps=300_000, num_envs=16, num_steps=32,
                         num_simulations=16, temperature_moves=0, gamma=0.99, n_step=20,
                         gradient_steps=8, batch_size=256, replay_capacity=20_000,

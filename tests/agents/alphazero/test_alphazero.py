@@ -38,6 +38,8 @@ def test_self_play_positions_hold_legal_targets_and_outcomes(search):
     np.testing.assert_allclose(data.policy[kept].sum(-1), 1.0, rtol=1e-5)
     assert (data.policy[kept][~data.legal[kept]] == 0).all()
     assert set(np.unique(data.value[kept])) <= {-1.0, 0.0, 1.0}
+    assert np.isfinite(data.root_value[kept]).all()
+    assert (np.abs(data.root_value[kept]) <= 1.0 + 1e-6).all()
     # The mover's outcome and the opponent's are opposite: consecutive moves of a decided
     # game alternate signs, a drawn game's are all 0.
     value, live = data.value.reshape(9, 16), kept.reshape(9, 16)  # time-major, as played
@@ -48,6 +50,22 @@ def test_self_play_positions_hold_legal_targets_and_outcomes(search):
         decided += v[0] != 0
     assert decided > 0
     assert float(metrics["episode_count"]) == 16
+
+
+def test_value_target_mix_is_a_traced_weight_of_the_root_value():
+    config = dataclasses.replace(alphazero_preset("tic_tac_toe"), num_envs=8,
+                                 num_simulations=4, total_timesteps=8 * 9, hidden_sizes=(16,))
+    trainer = make_train(config)
+    state = jax.jit(trainer.init)(jax.random.PRNGKey(0))
+    update = jax.jit(trainer.update)
+    results = [update(state, config.hyperparams()._replace(value_target_mix=np.float32(m)))[0]
+               for m in (0.0, 0.0, 1.0)]
+    # The same self-play either way; only the value target, so the parameters, differ.
+    chex_equal = jax.tree.map(np.array_equal, results[0].replay, results[2].replay)
+    assert all(jax.tree.leaves(chex_equal))
+    leaves = [jax.tree.leaves(r.params) for r in results]
+    assert all(np.array_equal(a, b) for a, b in zip(leaves[0], leaves[1]))
+    assert not all(np.array_equal(a, b) for a, b in zip(leaves[0], leaves[2]))
 
 
 def test_resume_is_bit_identical(tmp_path):
@@ -84,6 +102,7 @@ def test_cartpole_runs_with_search_and_reports_both_returns(tmp_path):
     (["--search", "beam"], "search"),
     (["--env", "Pendulum-v1"], "continuous actions"),
     (["--algo", "ppo"], "algo='ppo'"),
+    (["--value-target-mix", "1.5"], "value_target_mix=1.5 must lie in [0, 1]"),
 ])
 def test_bad_input_exits_with_2_naming_the_flag(tmp_path, capsys, args, message):
     with pytest.raises(SystemExit) as exit_info:
