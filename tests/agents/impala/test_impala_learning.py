@@ -3,7 +3,9 @@ CartPole-v1 stepped on the host (greedy evaluation, 20 episodes, fixed seeds).
 
 The asynchronous runs are not bit-reproducible (thread timing decides which parameters each
 trajectory is acted with), so the thresholds leave room: the issue's three-seed figures are in
-README ("Asynchronous actors"); these check one seed each at a shorter budget.
+README ("Asynchronous actors"); these check one seed each. IMPALA and the host run use a
+shorter budget than README's 2M steps; A3C keeps the 2M, since at 1M it fell short of 400 in
+some runs (233 and 354 greedy, where others reached 500).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ def test_impala_solves_gymnax_cartpole(tmp_path):
 
 
 def test_a3c_learns_gymnax_cartpole(tmp_path):
-    summary = _train(tmp_path, "CartPole-v1", mode="a3c", total_timesteps=1_000_000)
+    summary = _train(tmp_path, "CartPole-v1", mode="a3c", total_timesteps=2_000_000)
     assert summary["eval_return_mean"] >= 400, summary
 
 
