@@ -79,7 +79,7 @@ def _flat(x: jax.Array) -> jax.Array:
 
 def _root_value(out) -> jax.Array:
     """The search's value of its root `[B]` (for the player to move), float32."""
-    return jax.lax.stop_gradient(out.search_tree.summary().value).astype(jnp.float32)
+    return out.search_tree.summary().value.astype(jnp.float32)
 
 
 def make_train(config: AlphaZeroConfig, *, num_reports: int = 20, axis_name=None,

@@ -61,8 +61,8 @@ def test_value_target_mix_is_a_traced_weight_of_the_root_value():
     results = [update(state, config.hyperparams()._replace(value_target_mix=np.float32(m)))[0]
                for m in (0.0, 0.0, 1.0)]
     # The same self-play either way; only the value target, so the parameters, differ.
-    chex_equal = jax.tree.map(np.array_equal, results[0].replay, results[2].replay)
-    assert all(jax.tree.leaves(chex_equal))
+    same_replay = jax.tree.map(np.array_equal, results[0].replay, results[2].replay)
+    assert all(jax.tree.leaves(same_replay))
     leaves = [jax.tree.leaves(r.params) for r in results]
     assert all(np.array_equal(a, b) for a, b in zip(leaves[0], leaves[1]))
     assert not all(np.array_equal(a, b) for a, b in zip(leaves[0], leaves[2]))
