@@ -44,6 +44,7 @@ def test_ci_runs_the_readme_set_up_commands_as_written():
     # first one before the test extras are installed.
     assert 'first=$(python .ci/readme_commands.py first)' in ci
     assert 'tests=$(python .ci/readme_commands.py tests)' in ci
+    assert '*"python -m pytest"*) ;;' in ci  # a test command without pytest is refused
     assert "python -m venv" in ci and 'source "$workdir/venv/bin/activate"' in ci
     assert ci.index('bash -c "$first"') < ci.index('bash -c "$tests"')
 
