@@ -1,6 +1,6 @@
 """AlphaZero: search as the actor's teacher, with mctx, on pgx board games and on gymnax.
 
-    python -m acjax.alphazero --env tic_tac_toe [--search gumbel] [--help]
+    python -m acjax.alphazero --env tic_tac_toe [--search puct] [--help]
     python -m acjax.alphazero --env connect_four
     python -m acjax.alphazero --env CartPole-v1
 

@@ -64,7 +64,7 @@ class AlphaZeroConfig:
     search: Literal["puct", "gumbel"] = "puct"
     """puct: AlphaZero's PUCT selection with Dirichlet noise at the root
     (mctx.muzero_policy); gumbel: Gumbel MuZero's (mctx.gumbel_muzero_policy), sound with few
-    simulations."""
+    simulations (the tic_tac_toe and connect_four presets')."""
     num_simulations: int = 32
     """Simulations per searched move."""
     eval_simulations: int = 0

@@ -16,9 +16,9 @@ from acjax.agents.alphazero.loop import make_train
 from acjax.agents.alphazero.presets import alphazero_preset
 from acjax.run.cli import run_main
 
-TINY = ["--num-envs", "8", "--num-simulations", "4", "--gradient-steps", "2",
-        "--batch-size", "32", "--hidden-sizes", "16", "16", "--eval-episodes", "4",
-        "--no-progress", "--no-compilation-cache"]
+TINY = ["--num-envs", "8", "--num-simulations", "4", "--eval-simulations", "8",
+        "--gradient-steps", "2", "--batch-size", "32", "--hidden-sizes", "16", "16",
+        "--eval-episodes", "4", "--no-progress", "--no-compilation-cache"]
 
 
 @pytest.mark.parametrize("search", ["puct", "gumbel"])
