@@ -14,19 +14,18 @@ from acjax.agents.alphazero.config import GAME_LENGTHS, AlphaZeroConfig
 __all__ = ["PRESETS", "alphazero_preset"]
 
 PRESETS: dict[str, dict] = {
-    # Every move of the (at most 9-move) game with temperature 1 and strong root noise
-    # (alpha ~ 10 / legal moves, half the prior): self-play between near-perfect players
-    # otherwise only ever reaches drawn positions, and the value of the others stays unlearnt
-    # (with alpha 0.3 / 0.25 the searched player lost 7-16 of 100 games to minimax). The
-    # evaluation searches 64 simulations: 0 losses in 1,000 games against minimax where 16 or
-    # 32 lost 21. Gumbel MuZero's search (its policy target the completed Q-values) won more
-    # of its games against a random player than PUCT did (93.8-94.6% of 2,000 games per seed
-    # against 92.9%), with none lost to minimax; the noise and temperature fields above are
-    # PUCT's (--search puct).
+    # Gumbel MuZero's search (its policy target the prior improved by the completed Q-values)
+    # won more of its games against a random player than PUCT did (93.8-94.6% of 2,000 games
+    # per seed against 92.9%), none lost to minimax, evaluated with 128 simulations per move.
+    # The noise and temperature fields are PUCT's (--search puct): every move of the (at most
+    # 9-move) game with temperature 1 and strong root noise (alpha ~ 10 / legal moves, half
+    # the prior), since self-play between near-perfect players otherwise only ever reaches
+    # drawn positions and the value of the others stays unlearnt (with alpha 0.3 / 0.25 the
+    # PUCT player lost 7-16 of 100 games to minimax; evaluated with 64 simulations it lost
+    # none in 1,000 games where 16 or 32 lost 21).
     "tic_tac_toe": dict(total_timesteps=128 * 9 * 150, num_envs=128, search="gumbel",
                         num_simulations=32, eval_simulations=128, temperature_moves=9,
-                        dirichlet_alpha=1.0,
-                        dirichlet_fraction=0.5,
+                        dirichlet_alpha=1.0, dirichlet_fraction=0.5,
                         gradient_steps=32, batch_size=256, replay_capacity=20_000,
                         learning_rate=1e-3),
     # Three 512-wide layers: two of 256 stayed at 60-66% wins against the one-ply lookahead
@@ -34,8 +33,7 @@ PRESETS: dict[str, dict] = {
     # 3-9 points against it. Gumbel MuZero's search is what made it strong: with PUCT the same
     # network won 61 of 100 games against the lookahead (seed 0), with Gumbel 80-85 (seeds 0-2).
     "connect_four": dict(total_timesteps=128 * 42 * 300, num_envs=128, search="gumbel",
-                         num_simulations=32,
-                         eval_simulations=128, dirichlet_alpha=1.0,
+                         num_simulations=32, eval_simulations=128, dirichlet_alpha=1.0,
                          temperature_moves=10, gradient_steps=16, batch_size=512,
                          replay_capacity=100_000, learning_rate=1e-3,
                          hidden_sizes=(512, 512, 512)),
